@@ -1,0 +1,120 @@
+// Caches/ThreadCache.cs — one thread's private state, in native memory reached by one thread-static pointer:
+// a bin of free blocks per size class (current list + one spare full batch, Bonwick's loaded/previous magazines as
+// linked lists) and a statistics slot per malloc type (deltas folded on read). Nothing here is touched by other
+// threads except statistics readers, who only read (and reset peak marks).
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Kmem.Slabs;
+
+namespace Kmem.Caches;
+
+/// <summary>Free blocks of one size class held by one thread, and the thread's counts for that class.</summary>
+[StructLayout(LayoutKind.Sequential, Size = 64)]
+internal struct ClassBin
+{
+    public nuint Head;       // encoded list of free blocks
+    public nuint Spare;      // encoded full batch, or 0
+    public int Count;
+    public int SpareCount;
+    public long Allocs;
+    public long Frees;
+}
+
+/// <summary>One thread's statistics for one malloc type (bytes are rounded sizes).</summary>
+[StructLayout(LayoutKind.Sequential, Size = 64)]
+internal struct TypeSlot
+{
+    public long Credit;      // bytes charged to the type's limit ahead of use
+    public long Allocs;
+    public long Frees;
+    public long Net;         // bytes allocated minus bytes freed by this thread
+    public long Peak;        // highest Net since the last fold
+    public long NetAtFold;   // Net when the last fold read it (written by the folder only)
+    public ulong Sizes;      // size classes used
+    public long Reserved;
+}
+
+internal static unsafe class ThreadCaches
+{
+    public const int MaxTypes = 16384;
+    private const int TypesOffset = 4096;
+    private static readonly nuint CacheBytes = (nuint)(TypesOffset + MaxTypes * sizeof(TypeSlot));
+
+    [ThreadStatic] private static byte* t_cache;
+    [ThreadStatic] private static CacheOwner? t_owner;
+
+    /// <summary>Guards the list of live caches; statistics folds and thread retirement take it.</summary>
+    public static readonly object Lock = new();
+    private static readonly List<nint> s_live = new();
+
+    // Counts of caches that ended, per class.
+    public static readonly long[] RetiredAllocs = new long[SizeClasses.Count];
+    public static readonly long[] RetiredFrees = new long[SizeClasses.Count];
+
+    static ThreadCaches()
+    {
+        if (sizeof(ClassBin) * SizeClasses.Count > TypesOffset)
+            throw new InvalidOperationException("thread cache layout is inconsistent");
+    }
+
+    /// <summary>This thread's cache, made on first use.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* Current()
+    {
+        byte* tc = t_cache;
+        return tc != null ? tc : Create();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ClassBin* Bin(byte* tc, int cls) => (ClassBin*)tc + cls;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TypeSlot* Slot(byte* tc, int typeIndex) => (TypeSlot*)(tc + TypesOffset) + typeIndex;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static byte* Create()
+    {
+        Pages.KmemMap.EnsureStarted();
+        var pages = Platform.OsPages.Provider;
+        nint p = pages.Reserve(CacheBytes);
+        if (p == 0 || !pages.Commit(p, CacheBytes))
+            throw new OutOfMemoryException("Kmem: cannot map a thread cache.");
+        lock (Lock)
+            s_live.Add(p);
+        t_cache = (byte*)p;
+        t_owner = new CacheOwner(p);
+        return (byte*)p;
+    }
+
+    /// <summary>Snapshot of live caches; the caller holds <see cref="Lock"/>.</summary>
+    public static List<nint> LiveUnderLock => s_live;
+
+    /// <summary>Folds a dead thread's cache into the shared state: blocks to the depots, counts to the types.</summary>
+    private static void Retire(nint cache)
+    {
+        byte* tc = (byte*)cache;
+        List<(MallocType Type, long Credit)> credits;
+        lock (Lock)
+        {
+            s_live.Remove(cache);
+            for (int c = 0; c < SizeClasses.Count; c++)
+            {
+                ClassBin* bin = Bin(tc, c);
+                ClassDepot.All[c].PushLoose(bin->Head, bin->Count);
+                ClassDepot.All[c].PushLoose(bin->Spare, bin->SpareCount);
+                RetiredAllocs[c] += bin->Allocs;
+                RetiredFrees[c] += bin->Frees;
+            }
+            credits = Types.TypeRegistry.RetireSlots(tc);
+        }
+        foreach ((MallocType type, long credit) in credits)
+            Types.TypeAccounting.Uncharge(type, credit);
+        Platform.OsPages.Provider.Release(cache, CacheBytes);
+    }
+
+    /// <summary>Ends with its thread: the thread-static reference is the only one, so finalization means the thread is gone.</summary>
+    private sealed class CacheOwner(nint cache)
+    {
+        ~CacheOwner() => Retire(cache);
+    }
+}

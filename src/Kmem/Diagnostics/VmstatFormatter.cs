@@ -1,0 +1,82 @@
+// Diagnostics/VmstatFormatter.cs — renders NetBSD's `vmstat -m` text (vmstat.c 1.141 domem()) from folded statistics.
+using System.Text;
+using Kmem.Slabs;
+using Kmem.Types;
+
+namespace Kmem.Diagnostics;
+
+internal static class VmstatFormatter
+{
+    public static string Format()
+    {
+        List<BucketStats> buckets = ClassStatistics.Fold();
+        MallocType[] types = TypeRegistry.AttachedSnapshot();
+        var stats = new List<(MallocTypeStats Stats, ulong Bits)>();
+        foreach (MallocType t in types)
+        {
+            MallocTypeStats s = TypeStatistics.Fold(t, out ulong bits);
+            if (s.Requests != 0)
+                stats.Add((s, bits));
+        }
+
+        var o = new StringBuilder();
+        if (buckets.Count == 0)
+        {
+            o.Append("Kmem statistics are not being gathered by the kernel.\n");
+            return o.ToString();
+        }
+        o.Append("Memory statistics by bucket size\n");
+        o.Append("    Size   In Use   Free   Requests  HighWater  Couldfree\n");
+        foreach (BucketStats b in buckets)
+            o.Append($"{b.Size,8} {b.InUse,8} {b.Free,6} {b.Requests,10} {b.HighWater,7} {0,10}\n");
+
+        o.Append("\nMemory usage type by bucket size\n");
+        o.Append("    Size  Type(s)\n");
+        foreach (BucketStats b in buckets)
+        {
+            bool first = true;
+            int len = 8;
+            foreach ((MallocTypeStats s, ulong bits) in stats)
+            {
+                if ((bits & (1UL << b.Bit)) == 0)
+                    continue;
+                string name = s.Type;
+                len += 2 + name.Length;
+                if (first)
+                    o.Append($"{b.Size,8}  {name}");
+                else
+                    o.Append(',');
+                if (len >= 80)
+                {
+                    o.Append("\n\t ");
+                    len = 10 + name.Length;
+                }
+                if (!first)
+                    o.Append(' ').Append(name);
+                first = false;
+            }
+            o.Append('\n');
+        }
+
+        o.Append("\nMemory statistics by type                           Type  Kern\n");
+        o.Append("         Type  InUse MemUse HighUse  Limit Requests Limit Limit Size(s)\n");
+        long totalUse = 0, totalReq = 0;
+        foreach ((MallocTypeStats s, ulong _) in stats)
+        {
+            o.Append($"{s.Type,14}{s.InUse,6}{KiB(s.MemUse),6}K{KiB(s.HighUse),7}K{KiB((long)Math.Min(s.Limit, long.MaxValue)),6}K{s.Requests,9}{s.LimitBlocks,5}{0,6}");
+            for (int i = 0; i < s.SizesUsed.Count; i++)
+                o.Append(i == 0 ? "  " : ",").Append(s.SizesUsed[i]);
+            o.Append('\n');
+            totalUse += s.MemUse;
+            totalReq += s.Requests;
+        }
+        long totalFree = 0;
+        foreach (BucketStats b in buckets)
+            totalFree += (long)b.Size * b.Free;
+        o.Append("\nMemory totals:  In Use    Free    Requests\n");
+        o.Append($"              {KiB(totalUse),7}K {KiB(totalFree),6}K    {totalReq,8}\n\n");
+        return o.ToString();
+    }
+
+    private static long KiB(long bytes) => (bytes + 1023) / 1024;
+}

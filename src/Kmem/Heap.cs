@@ -1,0 +1,292 @@
+// Heap.cs — the allocator's public face: malloc, realloc, free, malloc_roundup and the statistics (vmstat -m).
+// The fast paths live here: one thread-static access, the thread's bin and type slot, the side tables; no lock, no atomic.
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Kmem.Caches;
+using Kmem.Diagnostics;
+using Kmem.Pages;
+using Kmem.Slabs;
+using Kmem.Types;
+
+namespace Kmem;
+
+/// <summary>
+/// The Kmem allocator: malloc(9) for .NET. Every block belongs to a <see cref="MallocType"/> that keeps statistics and
+/// enforces a limit. Misuse (bad free, bogus type, impossible request) panics: <see cref="KmemPanicException"/>.
+/// </summary>
+public static unsafe class Heap
+{
+    private const MallocFlags KnownFlags = MallocFlags.NoWait | MallocFlags.Zero | MallocFlags.CanFail;
+
+    /// <summary>
+    /// malloc(9): a block of at least <paramref name="size"/> bytes (16-byte aligned) under <paramref name="type"/>.
+    /// Returns null only with <see cref="MallocFlags.NoWait"/> (limit reached, no pages) or <see cref="MallocFlags.CanFail"/>
+    /// (too large, no pages). The caller's member, file and line are recorded as the allocation site.
+    /// </summary>
+    public static void* Malloc(nuint size, MallocType type, MallocFlags flags = MallocFlags.WaitOk,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        CheckMalloc(type, flags);
+        uint site = CallSites.Intern(member, file, line);
+        return size <= SizeClasses.MaxSmall ? AllocSmall(size, type, flags, site) : AllocLarge(size, type, flags, site);
+    }
+
+    /// <summary>
+    /// realloc(9): null <paramref name="addr"/> is Malloc; <paramref name="newSize"/> 0 is Free (returns null). A block
+    /// that already holds <paramref name="newSize"/> is returned as it is; otherwise the contents move to a new block.
+    /// On failure null is returned and the old block is untouched.
+    /// </summary>
+    public static void* Realloc(void* addr, nuint newSize, MallocType type, MallocFlags flags = MallocFlags.WaitOk,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        if (addr == null)
+            return Malloc(newSize, type, flags, member, file, line);
+        if (newSize == 0)
+        {
+            Free(addr, type, member, file, line);
+            return null;
+        }
+        CheckMalloc(type, flags);
+        Block b = Locate((byte*)addr, type, "realloc");
+        if (newSize <= b.Size)
+            return addr;
+        void* moved = Malloc(newSize, type, flags, member, file, line);
+        if (moved == null)
+            return null;
+        Buffer.MemoryCopy(addr, moved, b.Size, b.Size);
+        Free(addr, type, member, file, line);
+        return moved;
+    }
+
+    /// <summary>free(9): releases a block allocated under <paramref name="type"/>. A null, foreign, interior or already free
+    /// address panics with the kernel's wording.</summary>
+    public static void Free(void* addr, MallocType type,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        Block b = Locate((byte*)addr, type, "free");
+        if (b.Class >= 0)
+            FreeSmall((byte*)addr, b, type);
+        else
+            FreeLarge(b, type);
+    }
+
+    /// <summary>malloc_roundup: the size of the block a request of <paramref name="size"/> bytes gets.</summary>
+    public static nuint Roundup(nuint size)
+    {
+        if (size <= SizeClasses.MaxSmall)
+            return SizeClasses.SizeOf(SizeClasses.ClassOf(size));
+        nuint page = (nuint)Environment.SystemPageSize;
+        if (size > nuint.MaxValue - page)
+            throw new ArgumentOutOfRangeException(nameof(size), size, "no block can be that large");
+        return (size + page - 1) & ~(page - 1);
+    }
+
+    /// <summary>Statistics of every attached type, in attach order (per-thread deltas folded now).</summary>
+    public static IReadOnlyList<MallocTypeStats> TypeStats()
+    {
+        MallocType[] types = TypeRegistry.AttachedSnapshot();
+        var stats = new MallocTypeStats[types.Length];
+        for (int i = 0; i < types.Length; i++)
+            stats[i] = types[i].GetStats();
+        return stats;
+    }
+
+    /// <summary>The text of NetBSD's <c>vmstat -m</c>: by bucket size, type by bucket size, by type, totals.</summary>
+    public static string FormatVmstat() => VmstatFormatter.Format();
+
+    // ---- allocation ----
+
+    private static void CheckMalloc(MallocType type, MallocFlags flags)
+    {
+        if (type is null || type.State != MallocType.Attached)
+            Panic.Raise("malloc - bogus type");
+        if ((flags & ~KnownFlags) != 0)
+            throw new ArgumentOutOfRangeException(nameof(flags), flags, "unknown malloc flags");
+    }
+
+    private static void* AllocSmall(nuint size, MallocType type, MallocFlags flags, uint site)
+    {
+        byte* tc = ThreadCaches.Current();
+        int cls = SizeClasses.ClassOf(size);
+        long bytes = SizeClasses.SizeOf(cls);
+        TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
+        if (ts->Credit >= bytes)
+            ts->Credit -= bytes;
+        else if (!TypeAccounting.Charge(type, ts, bytes, flags))
+            return null;
+
+        ClassBin* bin = ThreadCaches.Bin(tc, cls);
+        nuint link = bin->Head;
+        if (link == 0 && (link = BinTransfers.Refill(bin, cls)) == 0)
+            return NoPages(type, ts, bytes, flags);
+        byte* p = BlockLink.Decode(link);
+        bin->Head = BlockLink.Next(p);
+        bin->Count--;
+        bin->Allocs++;
+
+        nuint off = (nuint)(p - KmemMap.Base);
+        byte* meta = SlabMeta.Of((uint)(off >> KmemMap.UnitShift));
+        uint slot = SizeClasses.SlotOf(cls, off & KmemMap.UnitMask);
+        ref BlockState state = ref SlabMeta.State(meta, slot);
+        if (state != BlockState.Free)
+            Panic.Raise($"malloc: lost data (block {Panic.Addr(p)} on the free list of size {bytes} is {state})");
+        state = BlockState.Allocated;
+        SlabMeta.Type(meta, slot) = (ushort)type.Index;
+        SlabMeta.Site(meta, slot) = site;
+
+        ts->Allocs++;
+        long net = ts->Net += bytes;
+        if (net > ts->Peak)
+            ts->Peak = net;
+        ts->Sizes |= SizeClasses.SizeBit(cls);
+        if ((flags & MallocFlags.Zero) != 0)
+            NativeMemory.Clear(p, size);
+        return p;
+    }
+
+    private static void* AllocLarge(nuint size, MallocType type, MallocFlags flags, uint site)
+    {
+        byte* tc = ThreadCaches.Current();
+        nuint page = (nuint)KmemMap.PageSize;
+        if (size > KmemMap.Size || size > nuint.MaxValue - page)
+        {
+            if ((flags & MallocFlags.CanFail) != 0)
+                return null;
+            Panic.Raise("malloc: allocation too large");
+        }
+        nuint rounded = (size + page - 1) & ~(page - 1);
+        long bytes = (long)rounded;
+        TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
+        if (ts->Credit >= bytes)
+            ts->Credit -= bytes;
+        else if (!TypeAccounting.Charge(type, ts, bytes, flags))
+            return null;
+        byte* p = LargeBlocks.Alloc(rounded, (ushort)type.Index, site);
+        if (p == null)
+            return NoPages(type, ts, bytes, flags);
+        ts->Allocs++;
+        long net = ts->Net += bytes;
+        if (net > ts->Peak)
+            ts->Peak = net;
+        ts->Sizes |= 1UL << (SizeClasses.Count + LargeBlocks.BucketOf(rounded));
+        // Pages fresh from the OS are zero, so M_ZERO costs nothing here.
+        return p;
+    }
+
+    // kmem_map or the OS had no pages: give the charge back, then fail or panic as the flags say.
+    private static void* NoPages(MallocType type, TypeSlot* ts, long bytes, MallocFlags flags)
+    {
+        ts->Credit += bytes;
+        TypeAccounting.ReturnCredit(type, ts);
+        if ((flags & (MallocFlags.NoWait | MallocFlags.CanFail)) != 0)
+            return null;
+        Panic.Raise("malloc: out of space in kmem_map");
+        return null;
+    }
+
+    // ---- free ----
+
+    /// <summary>A validated allocated block: its class (−1 = large), side-table position or page-map entry, and size.</summary>
+    private readonly struct Block(int cls, byte* meta, uint slot, UnitInfo* unit, uint unitIndex, nuint size)
+    {
+        public readonly int Class = cls;
+        public readonly byte* Meta = meta;
+        public readonly uint Slot = slot;
+        public readonly UnitInfo* Unit = unit;
+        public readonly uint UnitIndex = unitIndex;
+        public readonly nuint Size = size;
+    }
+
+    // Every check here is on the always-on path: the page map and the state byte make them nearly free.
+    private static Block Locate(byte* p, MallocType type, string op)
+    {
+        if (p == null)
+            Panic.Raise($"{op}: null addr (free(9) does not accept NULL)");
+        if (type is null)
+            Panic.Raise($"{op}: bogus type (null)");
+        nuint off = (nuint)(p - KmemMap.Base);
+        if (off >= KmemMap.Size)
+            Panic.Raise($"{op}: addr {Panic.Addr(p)} not within kmem_map");
+        UnitInfo* e = PageMap.Lookup(p);
+        if (e == null || e->Kind == UnitKind.Unused)
+            Panic.Raise($"{op}: addr {Panic.Addr(p)} was never allocated by malloc");
+        uint unit = (uint)(off >> KmemMap.UnitShift);
+        if (e->Kind == UnitKind.Slab)
+        {
+            int cls = e->Class;
+            uint size = SizeClasses.SizeOf(cls);
+            nuint inUnit = off & KmemMap.UnitMask;
+            uint slot = SizeClasses.SlotOf(cls, inUnit);
+            if ((nuint)slot * size != inUnit || slot >= SizeClasses.BlocksPerSlab(cls))
+                Unaligned(op, p, size, type, size - 1);
+            byte* meta = SlabMeta.Of(unit);
+            BlockState state = SlabMeta.State(meta, slot);
+            if (state != BlockState.Allocated)
+                NotAllocated(op, p, state == BlockState.Free);
+            CheckOwner(op, p, SlabMeta.Type(meta, slot), type);
+            return new Block(cls, meta, slot, e, unit, size);
+        }
+        if (e->Kind == UnitKind.Released)
+            NotAllocated(op, p, wasFreed: true);
+        UnitInfo* head = e;
+        if (e->Kind == UnitKind.LargeTail)
+        {
+            unit = e->Head;
+            head = PageMap.Entry(unit);
+        }
+        nuint largeSize = LargeBlocks.SizeOf(head);
+        if (head != e || (off & KmemMap.UnitMask) != 0)
+            Unaligned(op, p, largeSize, type, (nuint)KmemMap.PageSize - 1);
+        CheckOwner(op, p, head->TypeIndex, type);
+        return new Block(-1, null, 0, head, unit, largeSize);
+    }
+
+    private static void Unaligned(string op, byte* p, nuint size, MallocType type, nuint mask) =>
+        Panic.Raise($"{op}: unaligned addr {Panic.Addr(p)}, size {size}, type {type.ShortDesc}, mask {mask}");
+
+    private static void NotAllocated(string op, byte* p, bool wasFreed)
+    {
+        if (!wasFreed)
+            Panic.Raise($"{op}: addr {Panic.Addr(p)} was never allocated by malloc");
+        KmemDiagnostics.Publish(KmemMessageKind.Warning, $"multiply freed item {Panic.Addr(p)}");
+        Panic.Raise($"{op}: duplicated free");
+    }
+
+    private static void CheckOwner(string op, byte* p, ushort owner, MallocType type)
+    {
+        if (owner != type.Index)
+            Panic.Raise($"{op}: addr {Panic.Addr(p)} belongs to type {TypeRegistry.ByIndex(owner)?.ShortDesc ?? "?"}, not {type.ShortDesc}");
+    }
+
+    private static void FreeSmall(byte* p, Block b, MallocType type)
+    {
+        SlabMeta.State(b.Meta, b.Slot) = BlockState.Free;
+        byte* tc = ThreadCaches.Current();
+        long bytes = (long)b.Size;
+        TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
+        ts->Frees++;
+        ts->Net -= bytes;
+        if ((ts->Credit += bytes) > 2 * type.Chunk)
+            TypeAccounting.ReturnCredit(type, ts);
+
+        ClassBin* bin = ThreadCaches.Bin(tc, b.Class);
+        if (bin->Count >= SizeClasses.BatchOf(b.Class))
+            BinTransfers.Spill(bin, b.Class);
+        BlockLink.Next(p) = bin->Head;
+        bin->Head = BlockLink.Encode(p);
+        bin->Count++;
+        bin->Frees++;
+    }
+
+    private static void FreeLarge(Block b, MallocType type)
+    {
+        byte* tc = ThreadCaches.Current();
+        LargeBlocks.Free(b.Unit, b.UnitIndex);
+        long bytes = (long)b.Size;
+        TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
+        ts->Frees++;
+        ts->Net -= bytes;
+        if ((ts->Credit += bytes) > 2 * type.Chunk)
+            TypeAccounting.ReturnCredit(type, ts);
+    }
+}

@@ -1,0 +1,157 @@
+// Pages/KmemMap.cs — kmem_map: one contiguous reservation of address space holding every Kmem block, carved into
+// 256 KiB units. Owns the unit allocator (slabs take one unit, large blocks a run) and committing/decommitting pages.
+using Kmem.Diagnostics;
+using Kmem.Platform;
+
+namespace Kmem.Pages;
+
+internal static unsafe class KmemMap
+{
+    public const int UnitShift = 18;
+    public const nuint UnitSize = (nuint)1 << UnitShift;
+    public const nuint UnitMask = UnitSize - 1;
+    public const int ChunkShift = 26;
+    public const ulong ChunkSize = 1UL << ChunkShift;
+    public const int UnitsPerChunk = 1 << (ChunkShift - UnitShift);
+
+    private static readonly object s_lock = new();
+    private static volatile bool s_started;
+    private static IPageProvider s_pages = null!;
+
+    /// <summary>First byte of kmem_map.</summary>
+    public static byte* Base;
+    /// <summary>Size of kmem_map in bytes (a multiple of <see cref="ChunkSize"/>).</summary>
+    public static nuint Size;
+    public static uint UnitCount;
+    public static int PageSize;
+
+    // Unit allocator state (guarded by s_lock). Free runs are kept by start unit; addresses are never stored, only unit numbers.
+    private static uint s_bumpUnit;
+    private static readonly SortedDictionary<uint, uint> s_freeRuns = new();
+    private static long s_committedBytes;
+
+    public static bool IsStarted => s_started;
+    public static long CommittedBytes => Volatile.Read(ref s_committedBytes);
+
+    /// <summary>Maps kmem_map and the side tables on first use. Thread-safe; cheap after the first call.</summary>
+    public static void EnsureStarted()
+    {
+        if (s_started)
+            return;
+        lock (s_lock)
+        {
+            if (s_started)
+                return;
+            Start();
+            s_started = true;
+        }
+    }
+
+    private static void Start()
+    {
+        s_pages = OsPages.Provider;
+        PageSize = s_pages.PageSize;
+        ulong want = KmemOptions.KmemMapSize != 0 ? KmemOptions.KmemMapSize : OsPages.PhysicalMemory;
+        want = (want + ChunkSize - 1) & ~(ChunkSize - 1);
+        // Address-space limits (ulimit -v) may refuse a large reservation: halve until it fits, but say so.
+        ulong size = want;
+        nint p = 0;
+        while (size >= ChunkSize && (p = s_pages.Reserve((nuint)size)) == 0)
+            size /= 2;
+        if (p == 0)
+            throw new OutOfMemoryException("Kmem: the OS refused to reserve address space for kmem_map.");
+        if (size != want)
+            KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmem_map reduced to {size >> 20} MiB (the OS refused {want >> 20} MiB of address space)");
+        Base = (byte*)p;
+        Size = (nuint)size;
+        UnitCount = (uint)(size >> UnitShift);
+        PageMap.Start(UnitCount, s_pages);
+        Slabs.SlabMeta.Start(UnitCount, s_pages);
+    }
+
+    public static bool Contains(void* p) => (nuint)((byte*)p - Base) < Size;
+
+    public static byte* UnitAddress(uint unit) => Base + ((nuint)unit << UnitShift);
+
+    public static uint UnitOf(void* p) => (uint)((nuint)((byte*)p - Base) >> UnitShift);
+
+    /// <summary>
+    /// Takes <paramref name="count"/> contiguous units and commits the first <paramref name="commitBytes"/> of them.
+    /// Returns the first unit, or -1 when kmem_map is full or the OS refuses the pages.
+    /// </summary>
+    public static long AllocUnits(uint count, nuint commitBytes)
+    {
+        long unit;
+        lock (s_lock)
+        {
+            unit = TakeRun(count);
+            if (unit < 0)
+                return -1;
+        }
+        if (FaultInjection.FailPageRequest() || !s_pages.Commit((nint)UnitAddress((uint)unit), commitBytes))
+        {
+            lock (s_lock)
+                PutRun((uint)unit, count);
+            return -1;
+        }
+        Interlocked.Add(ref s_committedBytes, (long)commitBytes);
+        return unit;
+    }
+
+    /// <summary>Returns a run of units: its pages go back to the OS at once, the address space to the free runs.</summary>
+    public static void FreeUnits(uint unit, uint count, nuint committedBytes)
+    {
+        s_pages.Decommit((nint)UnitAddress(unit), committedBytes);
+        Interlocked.Add(ref s_committedBytes, -(long)committedBytes);
+        lock (s_lock)
+            PutRun(unit, count);
+    }
+
+    // First fit over the free runs, then the never-used tail of the map.
+    private static long TakeRun(uint count)
+    {
+        foreach (KeyValuePair<uint, uint> run in s_freeRuns)
+        {
+            if (run.Value < count)
+                continue;
+            s_freeRuns.Remove(run.Key);
+            if (run.Value > count)
+                s_freeRuns.Add(run.Key + count, run.Value - count);
+            return run.Key;
+        }
+        if ((ulong)s_bumpUnit + count > UnitCount)
+            return -1;
+        uint start = s_bumpUnit;
+        s_bumpUnit += count;
+        return start;
+    }
+
+    private static void PutRun(uint unit, uint count)
+    {
+        // Coalesce with the run that ends here and the run that starts right after.
+        uint prevStart = 0;
+        bool hasPrev = false;
+        foreach (KeyValuePair<uint, uint> run in s_freeRuns)
+        {
+            if (run.Key >= unit)
+                break;
+            prevStart = run.Key;
+            hasPrev = true;
+        }
+        if (hasPrev && prevStart + s_freeRuns[prevStart] == unit)
+        {
+            unit = prevStart;
+            count += s_freeRuns[prevStart];
+            s_freeRuns.Remove(prevStart);
+        }
+        if (s_freeRuns.TryGetValue(unit + count, out uint next))
+        {
+            s_freeRuns.Remove(unit + count);
+            count += next;
+        }
+        if (unit + count == s_bumpUnit)
+            s_bumpUnit = unit;
+        else
+            s_freeRuns.Add(unit, count);
+    }
+}

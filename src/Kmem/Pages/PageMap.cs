@@ -1,0 +1,101 @@
+// Pages/PageMap.cs — the two-level page map (4.4BSD's kmemusage): from any address to what owns its unit, in O(1).
+// Level 1 has one entry per 64 MiB chunk of kmem_map; level 2, made when a chunk is first used, one UnitInfo per 256 KiB unit.
+using System.Runtime.InteropServices;
+using Kmem.Platform;
+
+namespace Kmem.Pages;
+
+internal enum UnitKind : byte
+{
+    /// <summary>Never used by a block.</summary>
+    Unused = 0,
+    /// <summary>A slab of one size class.</summary>
+    Slab = 1,
+    /// <summary>First unit of a large block.</summary>
+    LargeHead = 2,
+    /// <summary>Later unit of a large block (<see cref="UnitInfo.Head"/> names the first).</summary>
+    LargeTail = 3,
+    /// <summary>Held a large block that was freed; not reused yet.</summary>
+    Released = 4,
+}
+
+/// <summary>What one 256 KiB unit of kmem_map holds. Sixteen bytes; no addresses.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct UnitInfo
+{
+    public UnitKind Kind;
+    public byte Class;        // slab: size class
+    public ushort TypeIndex;  // large head: owning type
+    public uint Site;         // large head: allocation site
+    public uint Pages;        // large head: pages in the block
+    public uint Head;         // large head: units in the run; large tail: the head unit
+}
+
+internal static unsafe class PageMap
+{
+    private static UnitInfo** s_level1;
+    private static byte* s_level2Region;
+    private static uint s_chunks;
+    private static IPageProvider s_pages = null!;
+    private static readonly object s_lock = new();
+
+    public static void Start(uint unitCount, IPageProvider pages)
+    {
+        s_pages = pages;
+        s_chunks = (uint)((unitCount + KmemMap.UnitsPerChunk - 1) / KmemMap.UnitsPerChunk);
+        nuint l1Bytes = RoundPage((nuint)s_chunks * (nuint)sizeof(nint));
+        nuint l2Bytes = (nuint)s_chunks * ChunkTableBytes;
+        s_level1 = (UnitInfo**)pages.Reserve(l1Bytes);
+        s_level2Region = (byte*)pages.Reserve(l2Bytes);
+        if (s_level1 == null || s_level2Region == null || !pages.Commit((nint)s_level1, l1Bytes))
+            throw new OutOfMemoryException("Kmem: cannot map the page map.");
+    }
+
+    private static nuint ChunkTableBytes => RoundPage((nuint)(KmemMap.UnitsPerChunk * sizeof(UnitInfo)));
+
+    private static nuint RoundPage(nuint n) => (n + (nuint)KmemMap.PageSize - 1) & ~((nuint)KmemMap.PageSize - 1);
+
+    /// <summary>The entry for the unit holding <paramref name="p"/>, or null when the address is outside every used chunk.</summary>
+    public static UnitInfo* Lookup(void* p)
+    {
+        nuint off = (nuint)((byte*)p - KmemMap.Base);
+        if (off >= KmemMap.Size)
+            return null;
+        UnitInfo* l2 = s_level1[off >> KmemMap.ChunkShift];
+        return l2 == null ? null : l2 + ((off >> KmemMap.UnitShift) & (KmemMap.UnitsPerChunk - 1));
+    }
+
+    /// <summary>The entry for <paramref name="unit"/>, making its chunk's table if needed (allocator side, never the scanner).</summary>
+    public static UnitInfo* Entry(uint unit)
+    {
+        uint chunk = unit / (uint)KmemMap.UnitsPerChunk;
+        UnitInfo* l2 = s_level1[chunk];
+        if (l2 == null)
+        {
+            lock (s_lock)
+            {
+                l2 = s_level1[chunk];
+                if (l2 == null)
+                {
+                    byte* table = s_level2Region + chunk * ChunkTableBytes;
+                    if (!s_pages.Commit((nint)table, ChunkTableBytes))
+                        throw new OutOfMemoryException("Kmem: cannot map a page-map table.");
+                    l2 = (UnitInfo*)table;
+                    Volatile.Write(ref *(nint*)&s_level1[chunk], (nint)l2);
+                }
+            }
+        }
+        return l2 + (unit % (uint)KmemMap.UnitsPerChunk);
+    }
+
+    /// <summary>Visits every used unit entry (for statistics and verification).</summary>
+    public static void ForEachChunk(Action<uint, nint> visit)
+    {
+        for (uint c = 0; c < s_chunks; c++)
+        {
+            UnitInfo* l2 = s_level1[c];
+            if (l2 != null)
+                visit(c * (uint)KmemMap.UnitsPerChunk, (nint)l2);
+        }
+    }
+}

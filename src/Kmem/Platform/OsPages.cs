@@ -1,0 +1,35 @@
+// Platform/OsPages.cs — picks the page provider for the running OS and says clearly when there is none.
+using System.Runtime.InteropServices;
+
+namespace Kmem.Platform;
+
+internal static class OsPages
+{
+    private static IPageProvider? s_provider;
+
+    /// <summary>The provider for this OS; throws <see cref="PlatformNotSupportedException"/> where Kmem has none.</summary>
+    public static IPageProvider Provider => s_provider ??= Create();
+
+    /// <summary>Replaces the provider (failure injection in tests); must be called before the heap starts.</summary>
+    internal static void Override(IPageProvider provider) => s_provider = provider;
+
+    private static IPageProvider Create()
+    {
+        if (OperatingSystem.IsLinux() && Environment.Is64BitProcess)
+            return new LinuxPageProvider();
+        if (OperatingSystem.IsWindows() && Environment.Is64BitProcess)
+            return new WindowsPageProvider();
+        throw new PlatformNotSupportedException(
+            $"Kmem supports 64-bit Linux and Windows; this process runs on {RuntimeInformation.OSDescription} ({RuntimeInformation.ProcessArchitecture}).");
+    }
+
+    /// <summary>Physical memory available to this process (container limits included).</summary>
+    public static ulong PhysicalMemory
+    {
+        get
+        {
+            long total = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+            return total > 0 ? (ulong)total : 4UL << 30;
+        }
+    }
+}

@@ -1,0 +1,117 @@
+// Types/TypeAccounting.cs — the slow path of per-type accounting: charging bytes against a type's limit (waiting or
+// failing when it is reached), giving credit back, waking waiters. The fast path lives in Heap and uses thread credit.
+using Kmem.Caches;
+
+namespace Kmem.Types;
+
+internal static unsafe class TypeAccounting
+{
+    /// <summary>Bytes a thread may charge ahead for a type under the default limit.</summary>
+    public const long DefaultChunk = 64 * 1024;
+
+    /// <summary>
+    /// Charges <paramref name="bytes"/> to <paramref name="type"/> for the calling thread. The limit test comes before
+    /// the charge (as NetBSD's), so usage overshoots the limit by one allocation at most. Returns false only for NoWait.
+    /// </summary>
+    public static bool Charge(MallocType type, TypeSlot* slot, long bytes, MallocFlags flags)
+    {
+        while (true)
+        {
+            long cur = Volatile.Read(ref type.ChargedBytes);
+            long limit = Volatile.Read(ref type.LimitBytes);
+            if (cur >= limit && !StaleCreditAdmits(type, cur, limit))
+            {
+                Interlocked.Increment(ref type.LimitBlockCount);
+                if ((flags & MallocFlags.NoWait) != 0)
+                    return false;
+                WaitForRoom(type);
+                continue;
+            }
+            long chunk = Volatile.Read(ref type.Chunk);
+            long grant = chunk != 0 && cur + bytes + chunk <= limit ? bytes + chunk : bytes;
+            if (Interlocked.CompareExchange(ref type.ChargedBytes, cur + grant, cur) != cur)
+                continue;
+            slot->Credit += grant - bytes;
+            if (chunk == 0)
+                RaiseHighUse(type, cur + grant);
+            return true;
+        }
+    }
+
+    /// <summary>Gives back what a thread holds beyond its chunk (all of it for exactly accounted types).</summary>
+    public static void ReturnCredit(MallocType type, TypeSlot* slot)
+    {
+        long keep = Volatile.Read(ref type.Chunk);
+        long give = slot->Credit - keep;
+        if (give <= 0)
+            return;
+        slot->Credit = keep;
+        Uncharge(type, give);
+    }
+
+    public static void Uncharge(MallocType type, long bytes)
+    {
+        long after = Interlocked.Add(ref type.ChargedBytes, -bytes);
+        if (Volatile.Read(ref type.Waiters) > 0 && after < Volatile.Read(ref type.LimitBytes))
+            WakeWaiters(type);
+    }
+
+    public static void WakeWaiters(MallocType type)
+    {
+        lock (type.WaitLock)
+            Monitor.PulseAll(type.WaitLock);
+    }
+
+    public static void RaiseHighUse(MallocType type, long value)
+    {
+        long high = Volatile.Read(ref type.HighUseBytes);
+        while (value > high)
+        {
+            long seen = Interlocked.CompareExchange(ref type.HighUseBytes, value, high);
+            if (seen == high)
+                return;
+            high = seen;
+        }
+    }
+
+    private static void WaitForRoom(MallocType type)
+    {
+        lock (type.WaitLock)
+        {
+            type.Waiters++;
+            try
+            {
+                // A free that brings the type under its limit pulses; the timeout only covers credit handed back late.
+                while (true)
+                {
+                    long cur = Volatile.Read(ref type.ChargedBytes);
+                    long limit = Volatile.Read(ref type.LimitBytes);
+                    if (cur < limit || StaleCreditAdmits(type, cur, limit))
+                        return;
+                    Monitor.Wait(type.WaitLock, 100);
+                }
+            }
+            finally
+            {
+                type.Waiters--;
+            }
+        }
+    }
+
+    // After SetLimit turned a chunked type exact, threads may still hold credit charged under the old rule. Such credit
+    // is not memory in use, so it must not keep callers out: count it out, and stop looking once it is all back.
+    private static bool StaleCreditAdmits(MallocType type, long charged, long limit)
+    {
+        if (!type.StaleCredit)
+            return false;
+        long credit = 0;
+        lock (ThreadCaches.Lock)
+        {
+            foreach (nint tc in ThreadCaches.LiveUnderLock)
+                credit += ThreadCaches.Slot((byte*)tc, type.Index)->Credit;
+        }
+        if (credit == 0)
+            type.StaleCredit = false;
+        return charged - credit < limit;
+    }
+}
