@@ -110,7 +110,7 @@ public static unsafe class Heap
         int cls = SizeClasses.ClassOf(size);
         long bytes = SizeClasses.SizeOf(cls);
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
-        if (ts->Credit >= bytes)
+        if (ts->Credit >= bytes && type.Chunk != 0)
             ts->Credit -= bytes;
         else if (!TypeAccounting.Charge(type, ts, bytes, flags))
             return null;
@@ -157,7 +157,7 @@ public static unsafe class Heap
         nuint rounded = (size + page - 1) & ~(page - 1);
         long bytes = (long)rounded;
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
-        if (ts->Credit >= bytes)
+        if (ts->Credit >= bytes && type.Chunk != 0)
             ts->Credit -= bytes;
         else if (!TypeAccounting.Charge(type, ts, bytes, flags))
             return null;

@@ -34,28 +34,11 @@ internal static class VmstatFormatter
         o.Append("    Size  Type(s)\n");
         foreach (BucketStats b in buckets)
         {
-            bool first = true;
-            int len = 8;
+            var names = new List<string>();
             foreach ((MallocTypeStats s, ulong bits) in stats)
-            {
-                if ((bits & (1UL << b.Bit)) == 0)
-                    continue;
-                string name = s.Type;
-                len += 2 + name.Length;
-                if (first)
-                    o.Append($"{b.Size,8}  {name}");
-                else
-                    o.Append(',');
-                if (len >= 80)
-                {
-                    o.Append("\n\t ");
-                    len = 10 + name.Length;
-                }
-                if (!first)
-                    o.Append(' ').Append(name);
-                first = false;
-            }
-            o.Append('\n');
+                if ((bits & (1UL << b.Bit)) != 0)
+                    names.Add(s.Type);
+            AppendBucketTypes(o, b.Size, names);
         }
 
         o.Append("\nMemory statistics by type                           Type  Kern\n");
@@ -76,6 +59,29 @@ internal static class VmstatFormatter
         o.Append("\nMemory totals:  In Use    Free    Requests\n");
         o.Append($"              {KiB(totalUse),7}K {KiB(totalFree),6}K    {totalReq,8}\n\n");
         return o.ToString();
+    }
+
+    /// <summary>One line of "Memory usage type by bucket size", wrapped as vmstat wraps it near 80 columns.</summary>
+    internal static void AppendBucketTypes(StringBuilder o, ulong size, IReadOnlyList<string> names)
+    {
+        int len = 8;
+        for (int i = 0; i < names.Count; i++)
+        {
+            string name = names[i];
+            len += 2 + name.Length;
+            if (i == 0)
+                o.Append($"{size,8}  {name}");
+            else
+                o.Append(',');
+            if (len >= 80)
+            {
+                o.Append("\n\t ");
+                len = 10 + name.Length;
+            }
+            if (i != 0)
+                o.Append(' ').Append(name);
+        }
+        o.Append('\n');
     }
 
     private static long KiB(long bytes) => (bytes + 1023) / 1024;

@@ -34,7 +34,8 @@ internal static unsafe class TypeStatistics
                 s->NetAtFold = n;
                 s->Peak = n;
             }
-            TypeAccounting.RaiseHighUse(t, Math.Max(net, t.LastFoldTotal + rise));
+            // Exactly accounted types raise HighUse at every charge; the others get the bound from per-thread rises.
+            TypeAccounting.RaiseHighUse(t, Volatile.Read(ref t.Chunk) == 0 ? net : Math.Max(net, t.LastFoldTotal + rise));
             t.LastFoldTotal = net;
         }
         sizeBits = sizes;

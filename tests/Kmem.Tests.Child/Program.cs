@@ -1,0 +1,38 @@
+// Program.cs — a child process for tests that must watch a process end: it performs one scenario named on its command line.
+using Kmem;
+
+return args.Length == 1 ? Scenarios.Run(args[0]) : 2;
+
+internal static unsafe class Scenarios
+{
+    public static int Run(string name)
+    {
+        var type = new MallocType("child");
+        switch (name)
+        {
+            case "double-free":
+                void* p = Heap.Malloc(64, type);
+                Heap.Free(p, type);
+                try
+                {
+                    Heap.Free(p, type);
+                }
+                catch (KmemPanicException e)
+                {
+                    Console.WriteLine("caught: " + e.Message);
+                    return 0;
+                }
+                return 1;
+            case "map-size":
+                // KMEM_MAP_SIZE bounds the whole heap: large blocks run out of kmem_map.
+                int n = 0;
+                while (Heap.Malloc(16 << 20, type, MallocFlags.NoWait) != null)
+                    n++;
+                Console.WriteLine($"blocks={n}");
+                Heap.Malloc(16 << 20, type); // WaitOk: panics "out of space"
+                return 1;
+            default:
+                return 2;
+        }
+    }
+}

@@ -1,0 +1,51 @@
+// ChildProcessTests.cs — behaviour that ends a process (fail-fast panics) or needs a fresh one (kmem_map size), in a child.
+using System.Diagnostics;
+using Xunit;
+
+namespace Kmem.Tests;
+
+public class ChildProcessTests
+{
+    private static (int ExitCode, string Stdout, string Stderr) RunChild(string scenario, params (string Key, string Value)[] env)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "Kmem.Tests.Child.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(dll);
+        psi.ArgumentList.Add(scenario);
+        psi.Environment.Remove("KMEM_PANIC");
+        psi.Environment["DOTNET_DbgEnableMiniDump"] = "0";
+        foreach ((string k, string v) in env)
+            psi.Environment[k] = v;
+        using var process = Process.Start(psi)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync(), stderr = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(60_000), "child did not finish");
+        return (process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    [Fact]
+    public void By_default_a_panic_throws_and_the_program_can_catch_it()
+    {
+        var (code, stdout, _) = RunChild("double-free");
+        Assert.Equal(0, code);
+        Assert.Contains("caught: free: duplicated free", stdout);
+    }
+
+    [Fact]
+    public void KMEM_PANIC_failfast_ends_the_process_with_the_panic_message()
+    {
+        var (code, stdout, stderr) = RunChild("double-free", ("KMEM_PANIC", "failfast"));
+        Assert.NotEqual(0, code);
+        Assert.Equal(134, code); // SIGABRT: Environment.FailFast
+        Assert.DoesNotContain("caught", stdout);
+        Assert.Contains("panic: free: duplicated free", stderr);
+    }
+
+    [Fact]
+    public void KMEM_MAP_SIZE_is_the_ceiling_of_the_whole_heap()
+    {
+        var (code, stdout, stderr) = RunChild("map-size", ("KMEM_MAP_SIZE", "64M"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("blocks=4", stdout); // 64 MiB of kmem_map holds exactly four 16 MiB blocks
+        Assert.Contains("malloc: out of space in kmem_map", stderr);
+    }
+}
