@@ -1,5 +1,6 @@
 // Heap.cs — the allocator's public face: malloc, realloc, free, malloc_roundup and the statistics (vmstat -m).
 // The fast paths live here: one thread-static access, the thread's bin and type slot, the side tables; no lock, no atomic.
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Kmem.Caches;
@@ -63,11 +64,45 @@ public static unsafe class Heap
     public static void Free(void* addr, MallocType type,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
-        Block b = Locate((byte*)addr, type, "free");
+        // Fast path: a live block in a slab, freed under its own type. Anything else takes the checked path below,
+        // which panics with the precise reason.
+        byte* p = (byte*)addr;
+        nuint off = (nuint)(p - KmemMap.Base);
+        if (off < KmemMap.Size && type is not null)
+        {
+            UnitInfo* e = PageMap.Lookup(p);
+            if (e != null && e->Kind == UnitKind.Slab)
+            {
+                int cls = e->Class;
+                ClassInfo* ci = SizeClasses.Info(cls);
+                nuint inUnit = off & KmemMap.UnitMask;
+                uint slot = SizeClasses.SlotOf(ci, inUnit);
+                byte* meta = SlabMeta.Of((uint)(off >> KmemMap.UnitShift));
+                ref BlockState state = ref SlabMeta.State(meta, slot);
+                if ((nuint)slot * ci->Size == inUnit && state == BlockState.Allocated && SlabMeta.Type(meta, slot) == type.Index)
+                {
+                    state = BlockState.Free;
+                    FreeSmall(p, cls, ci, type);
+                    return;
+                }
+            }
+        }
+        FreeChecked(p, type);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void FreeChecked(byte* p, MallocType? type)
+    {
+        Block b = Locate(p, type, "free");
         if (b.Class >= 0)
-            FreeSmall((byte*)addr, b, type);
+        {
+            SlabMeta.State(b.Meta, b.Slot) = BlockState.Free;
+            FreeSmall(p, b.Class, SizeClasses.Info(b.Class), type);
+        }
         else
+        {
             FreeLarge(b, type);
+        }
     }
 
     /// <summary>malloc_roundup: the size of the block a request of <paramref name="size"/> bytes gets.</summary>
@@ -98,17 +133,25 @@ public static unsafe class Heap
 
     private static void CheckMalloc(MallocType type, MallocFlags flags)
     {
-        if (type is null || type.State != MallocType.Attached)
-            Panic.Raise("malloc - bogus type");
-        if ((flags & ~KnownFlags) != 0)
-            throw new ArgumentOutOfRangeException(nameof(flags), flags, "unknown malloc flags");
+        if (type is null || type.State != MallocType.Attached || (flags & ~KnownFlags) != 0)
+            BadMallocArguments(type, flags);
     }
 
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
+    private static void BadMallocArguments(MallocType? type, MallocFlags flags)
+    {
+        if (type is null || type.State != MallocType.Attached)
+            Panic.Raise("malloc - bogus type");
+        throw new ArgumentOutOfRangeException(nameof(flags), flags, "unknown malloc flags");
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void* AllocSmall(nuint size, MallocType type, MallocFlags flags, uint site)
     {
         byte* tc = ThreadCaches.Current();
         int cls = SizeClasses.ClassOf(size);
-        long bytes = SizeClasses.SizeOf(cls);
+        ClassInfo* ci = SizeClasses.Info(cls);
+        long bytes = ci->Size;
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
         if (ts->Credit >= bytes && type.Chunk != 0)
             ts->Credit -= bytes;
@@ -126,10 +169,10 @@ public static unsafe class Heap
 
         nuint off = (nuint)(p - KmemMap.Base);
         byte* meta = SlabMeta.Of((uint)(off >> KmemMap.UnitShift));
-        uint slot = SizeClasses.SlotOf(cls, off & KmemMap.UnitMask);
+        uint slot = SizeClasses.SlotOf(ci, off & KmemMap.UnitMask);
         ref BlockState state = ref SlabMeta.State(meta, slot);
         if (state != BlockState.Free)
-            Panic.Raise($"malloc: lost data (block {Panic.Addr(p)} on the free list of size {bytes} is {state})");
+            LostData(p, bytes, state);
         state = BlockState.Allocated;
         SlabMeta.Type(meta, slot) = (ushort)type.Index;
         SlabMeta.Site(meta, slot) = site;
@@ -143,6 +186,10 @@ public static unsafe class Heap
             NativeMemory.Clear(p, size);
         return p;
     }
+
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
+    private static void LostData(byte* p, long bytes, BlockState state) =>
+        Panic.Raise($"malloc: lost data (block {Panic.Addr(p)} on the free list of size {bytes} is {state})");
 
     private static void* AllocLarge(nuint size, MallocType type, MallocFlags flags, uint site)
     {
@@ -198,18 +245,16 @@ public static unsafe class Heap
     }
 
     // Every check here is on the always-on path: the page map and the state byte make them nearly free.
-    private static Block Locate(byte* p, MallocType type, string op)
+    private static Block Locate(byte* p, [NotNull] MallocType? type, string op)
     {
-        if (p == null)
-            Panic.Raise($"{op}: null addr (free(9) does not accept NULL)");
-        if (type is null)
-            Panic.Raise($"{op}: bogus type (null)");
+        if (p == null || type is null)
+            BadArgument(op, p);
         nuint off = (nuint)(p - KmemMap.Base);
         if (off >= KmemMap.Size)
-            Panic.Raise($"{op}: addr {Panic.Addr(p)} not within kmem_map");
+            NotInMap(op, p);
         UnitInfo* e = PageMap.Lookup(p);
         if (e == null || e->Kind == UnitKind.Unused)
-            Panic.Raise($"{op}: addr {Panic.Addr(p)} was never allocated by malloc");
+            NotAllocated(op, p, wasFreed: false);
         uint unit = (uint)(off >> KmemMap.UnitShift);
         if (e->Kind == UnitKind.Slab)
         {
@@ -241,9 +286,18 @@ public static unsafe class Heap
         return new Block(-1, null, 0, head, unit, largeSize);
     }
 
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
+    private static void BadArgument(string op, byte* p) =>
+        Panic.Raise(p == null ? $"{op}: null addr (free(9) does not accept NULL)" : $"{op}: bogus type (null)");
+
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
+    private static void NotInMap(string op, byte* p) => Panic.Raise($"{op}: addr {Panic.Addr(p)} not within kmem_map");
+
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
     private static void Unaligned(string op, byte* p, nuint size, MallocType type, nuint mask) =>
         Panic.Raise($"{op}: unaligned addr {Panic.Addr(p)}, size {size}, type {type.ShortDesc}, mask {mask}");
 
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
     private static void NotAllocated(string op, byte* p, bool wasFreed)
     {
         if (!wasFreed)
@@ -255,23 +309,29 @@ public static unsafe class Heap
     private static void CheckOwner(string op, byte* p, ushort owner, MallocType type)
     {
         if (owner != type.Index)
-            Panic.Raise($"{op}: addr {Panic.Addr(p)} belongs to type {TypeRegistry.ByIndex(owner)?.ShortDesc ?? "?"}, not {type.ShortDesc}");
+            WrongOwner(op, p, owner, type);
     }
 
-    private static void FreeSmall(byte* p, Block b, MallocType type)
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WrongOwner(string op, byte* p, ushort owner, MallocType type)
     {
-        SlabMeta.State(b.Meta, b.Slot) = BlockState.Free;
+        Panic.Raise($"{op}: addr {Panic.Addr(p)} belongs to type {TypeRegistry.ByIndex(owner)?.ShortDesc ?? "?"}, not {type.ShortDesc}");
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FreeSmall(byte* p, int cls, ClassInfo* ci, MallocType type)
+    {
         byte* tc = ThreadCaches.Current();
-        long bytes = (long)b.Size;
+        long bytes = ci->Size;
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
         ts->Frees++;
         ts->Net -= bytes;
         if ((ts->Credit += bytes) > 2 * type.Chunk)
             TypeAccounting.ReturnCredit(type, ts);
 
-        ClassBin* bin = ThreadCaches.Bin(tc, b.Class);
-        if (bin->Count >= SizeClasses.BatchOf(b.Class))
-            BinTransfers.Spill(bin, b.Class);
+        ClassBin* bin = ThreadCaches.Bin(tc, cls);
+        if (bin->Count >= ci->Batch)
+            BinTransfers.Spill(bin, cls);
         BlockLink.Next(p) = bin->Head;
         bin->Head = BlockLink.Encode(p);
         bin->Count++;

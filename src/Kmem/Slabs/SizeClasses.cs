@@ -1,21 +1,31 @@
 // Slabs/SizeClasses.cs — the size classes: 16 to 112 bytes in 16-byte steps, then four classes per power of two
-// (at most 25% apart) up to 32 KiB. Owns the size→class table, the per-class batch sizes and slot arithmetic.
+// (at most 25% apart) up to 32 KiB. Owns the size→class table, per-class constants (batch, blocks per slab, the
+// reciprocal for slot arithmetic). The tables are native so the fast paths read them without bounds checks.
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Kmem.Slabs;
 
-internal static class SizeClasses
+/// <summary>Constants of one size class.</summary>
+[StructLayout(LayoutKind.Sequential, Size = 32)]
+internal struct ClassInfo
+{
+    public uint Size;
+    public uint BlocksPerSlab;
+    public int Batch;
+    public ulong Reciprocal;  // ceil(2^32 / (Size / 16))
+}
+
+internal static unsafe class SizeClasses
 {
     public const int Count = 40;
     public const int MaxSmall = 32768;
     public const int MinSize = 16;
 
-    private static readonly uint[] s_sizes = BuildSizes();
-    private static readonly byte[] s_classOf = BuildClassTable();
-    private static readonly ulong[] s_reciprocal = BuildReciprocals();
-    private static readonly int[] s_batch = BuildBatches();
+    private static readonly ClassInfo* s_info = BuildInfo();
+    private static readonly byte* s_classOf = BuildClassTable();
 
-    private static uint[] BuildSizes()
+    private static ClassInfo* BuildInfo()
     {
         var sizes = new List<uint>();
         for (uint s = 16; s < 128; s += 16)
@@ -26,61 +36,61 @@ internal static class SizeClasses
         sizes.Add(MaxSmall);
         if (sizes.Count != Count)
             throw new InvalidOperationException("size class table is inconsistent");
-        return sizes.ToArray();
+        // Static tables that live as long as the process; they hold sizes only, no addresses.
+        var info = (ClassInfo*)NativeMemory.AllocZeroed((nuint)(Count * sizeof(ClassInfo)));
+        for (int c = 0; c < Count; c++)
+        {
+            uint s = sizes[c];
+            ulong d = s >> 4;
+            info[c] = new ClassInfo
+            {
+                Size = s,
+                BlocksPerSlab = (uint)(Pages.KmemMap.UnitSize / s),
+                Batch = s <= 128 ? 64 : s <= 1024 ? 32 : s <= 4096 ? 16 : s <= 16384 ? 8 : 4,
+                Reciprocal = ((1UL << 32) + d - 1) / d,
+            };
+        }
+        return info;
     }
 
-    private static byte[] BuildClassTable()
+    private static byte* BuildClassTable()
     {
-        var table = new byte[MaxSmall / 16 + 1];
+        const int entries = MaxSmall / 16 + 1;
+        var table = (byte*)NativeMemory.AllocZeroed(entries);
         int c = 0;
-        for (int i = 0; i < table.Length; i++)
+        for (int i = 0; i < entries; i++)
         {
-            while (s_sizes[c] < (uint)i * 16)
+            while (s_info[c].Size < (uint)i * 16)
                 c++;
             table[i] = (byte)c;
         }
         return table;
     }
 
-    private static ulong[] BuildReciprocals()
-    {
-        var r = new ulong[Count];
-        for (int c = 0; c < Count; c++)
-        {
-            ulong d = s_sizes[c] >> 4;
-            r[c] = ((1UL << 32) + d - 1) / d;
-        }
-        return r;
-    }
-
     /// <summary>The class of a request of at most <see cref="MaxSmall"/> bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int ClassOf(nuint size) => s_classOf[(int)((size + 15) >> 4)];
+    public static int ClassOf(nuint size) => s_classOf[(size + 15) >> 4];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static uint SizeOf(int cls) => s_sizes[cls];
+    public static ClassInfo* Info(int cls) => s_info + cls;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint SizeOf(int cls) => s_info[cls].Size;
 
     /// <summary>Slot number of the block starting at <paramref name="offsetInUnit"/> (exact for every class and unit offset).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static uint SlotOf(int cls, nuint offsetInUnit) => (uint)(((ulong)(offsetInUnit >> 4) * s_reciprocal[cls]) >> 32);
+    public static uint SlotOf(int cls, nuint offsetInUnit) => SlotOf(s_info + cls, offsetInUnit);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint SlotOf(ClassInfo* info, nuint offsetInUnit) => (uint)(((ulong)(offsetInUnit >> 4) * info->Reciprocal) >> 32);
 
     /// <summary>Blocks per 256 KiB slab.</summary>
-    public static uint BlocksPerSlab(int cls) => (uint)(Pages.KmemMap.UnitSize / s_sizes[cls]);
-
-    private static int[] BuildBatches()
-    {
-        var b = new int[Count];
-        for (int c = 0; c < Count; c++)
-        {
-            uint s = s_sizes[c];
-            b[c] = s <= 128 ? 64 : s <= 1024 ? 32 : s <= 4096 ? 16 : s <= 16384 ? 8 : 4;
-        }
-        return b;
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint BlocksPerSlab(int cls) => s_info[cls].BlocksPerSlab;
 
     /// <summary>Blocks moved at once between a thread cache and the depot.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int BatchOf(int cls) => s_batch[cls];
+    public static int BatchOf(int cls) => s_info[cls].Batch;
 
     /// <summary>Bit in a type's size set for a small class.</summary>
     public static ulong SizeBit(int cls) => 1UL << cls;

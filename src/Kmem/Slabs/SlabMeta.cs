@@ -18,10 +18,12 @@ internal static unsafe class SlabMeta
 {
     // Laid out for the densest class (16-byte blocks, 16384 per slab).
     private const int MaxBlocks = (int)(KmemMap.UnitSize / SizeClasses.MinSize);
-    private const int StatesOffset = 0;
-    private const int TypesOffset = MaxBlocks;                // ushort[MaxBlocks]
-    private const int SitesOffset = TypesOffset + MaxBlocks * 2; // uint[MaxBlocks]
-    public const int Stride = SitesOffset + MaxBlocks * 4;    // 112 KiB
+    // The three arrays start at different offsets within a page, so that the entries of one block never share the low
+    // 12 address bits (loads would wait on unrelated stores: 4K aliasing).
+    private const int StatesOffset = 0x0C0;
+    private const int TypesOffset = 0x5000 + 0x280;               // ushort[MaxBlocks]
+    private const int SitesOffset = 0xE000 + 0x540;               // uint[MaxBlocks]
+    public const int Stride = 0x1F000;                            // 124 KiB of address space, committed per slab
 
     private static byte* s_region;
     private static IPageProvider s_pages = null!;
@@ -39,14 +41,16 @@ internal static unsafe class SlabMeta
     {
         uint n = SizeClasses.BlocksPerSlab(cls);
         byte* m = s_region + (nuint)unit * Stride;
-        return CommitRange(m + StatesOffset, n) && CommitRange(m + TypesOffset, n * 2) && CommitRange(m + SitesOffset, n * 4);
+        // One state byte past the last block: the free path reads it for an address in a slab's unused tail.
+        return CommitRange(m + StatesOffset, n + 1) && CommitRange(m + TypesOffset, n * 2) && CommitRange(m + SitesOffset, n * 4);
     }
 
     private static bool CommitRange(byte* start, uint bytes)
     {
         nuint page = (nuint)KmemMap.PageSize;
-        nuint len = (bytes + page - 1) & ~(page - 1);
-        return s_pages.Commit((nint)start, len);
+        nuint first = (nuint)start & ~(page - 1);
+        nuint end = ((nuint)start + bytes + page - 1) & ~(page - 1);
+        return s_pages.Commit((nint)first, end - first);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
