@@ -77,11 +77,10 @@ public static unsafe class Heap
                 ClassInfo* ci = SizeClasses.Info(cls);
                 nuint inUnit = off & KmemMap.UnitMask;
                 uint slot = SizeClasses.SlotOf(ci, inUnit);
-                byte* meta = SlabMeta.Of((uint)(off >> KmemMap.UnitShift));
-                ref BlockState state = ref SlabMeta.State(meta, slot);
-                if ((nuint)slot * ci->Size == inUnit && state == BlockState.Allocated && SlabMeta.Type(meta, slot) == type.Index)
+                ref ushort owner = ref SlabMeta.Owner(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), slot);
+                if ((nuint)slot * ci->Size == inUnit && owner == type.Index)
                 {
-                    state = BlockState.Free;
+                    owner = 0;
                     FreeSmall(p, cls, ci, type);
                     return;
                 }
@@ -96,7 +95,7 @@ public static unsafe class Heap
         Block b = Locate(p, type, "free");
         if (b.Class >= 0)
         {
-            SlabMeta.State(b.Meta, b.Slot) = BlockState.Free;
+            SlabMeta.Owner(b.Meta, b.Slot) = 0;
             FreeSmall(p, b.Class, SizeClasses.Info(b.Class), type);
         }
         else
@@ -153,10 +152,17 @@ public static unsafe class Heap
         ClassInfo* ci = SizeClasses.Info(cls);
         long bytes = ci->Size;
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
-        if (ts->Credit >= bytes && type.Chunk != 0)
-            ts->Credit -= bytes;
+        long credit = ts->Credit - bytes;
+        if (credit >= 0 && type.Chunk != 0)
+        {
+            ts->Credit = credit;
+            if (credit < ts->LowCredit)
+                ts->LowCredit = credit;
+        }
         else if (!TypeAccounting.Charge(type, ts, bytes, flags))
+        {
             return null;
+        }
 
         ClassBin* bin = ThreadCaches.Bin(tc, cls);
         nuint link = bin->Head;
@@ -170,17 +176,13 @@ public static unsafe class Heap
         nuint off = (nuint)(p - KmemMap.Base);
         byte* meta = SlabMeta.Of((uint)(off >> KmemMap.UnitShift));
         uint slot = SizeClasses.SlotOf(ci, off & KmemMap.UnitMask);
-        ref BlockState state = ref SlabMeta.State(meta, slot);
-        if (state != BlockState.Free)
-            LostData(p, bytes, state);
-        state = BlockState.Allocated;
-        SlabMeta.Type(meta, slot) = (ushort)type.Index;
+        ref ushort owner = ref SlabMeta.Owner(meta, slot);
+        if (owner != 0)
+            LostData(p, bytes, owner);
+        owner = (ushort)type.Index;
         SlabMeta.Site(meta, slot) = site;
 
         ts->Allocs++;
-        long net = ts->Net += bytes;
-        if (net > ts->Peak)
-            ts->Peak = net;
         ts->Sizes |= SizeClasses.SizeBit(cls);
         if ((flags & MallocFlags.Zero) != 0)
             NativeMemory.Clear(p, size);
@@ -188,8 +190,8 @@ public static unsafe class Heap
     }
 
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
-    private static void LostData(byte* p, long bytes, BlockState state) =>
-        Panic.Raise($"malloc: lost data (block {Panic.Addr(p)} on the free list of size {bytes} is {state})");
+    private static void LostData(byte* p, long bytes, ushort owner) =>
+        Panic.Raise($"malloc: lost data (block {Panic.Addr(p)} on the free list of size {bytes} is allocated to type {owner})");
 
     private static void* AllocLarge(nuint size, MallocType type, MallocFlags flags, uint site)
     {
@@ -204,17 +206,21 @@ public static unsafe class Heap
         nuint rounded = (size + page - 1) & ~(page - 1);
         long bytes = (long)rounded;
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
-        if (ts->Credit >= bytes && type.Chunk != 0)
-            ts->Credit -= bytes;
+        long credit = ts->Credit - bytes;
+        if (credit >= 0 && type.Chunk != 0)
+        {
+            ts->Credit = credit;
+            if (credit < ts->LowCredit)
+                ts->LowCredit = credit;
+        }
         else if (!TypeAccounting.Charge(type, ts, bytes, flags))
+        {
             return null;
+        }
         byte* p = LargeBlocks.Alloc(rounded, (ushort)type.Index, site);
         if (p == null)
             return NoPages(type, ts, bytes, flags);
         ts->Allocs++;
-        long net = ts->Net += bytes;
-        if (net > ts->Peak)
-            ts->Peak = net;
         ts->Sizes |= 1UL << (SizeClasses.Count + LargeBlocks.BucketOf(rounded));
         // Pages fresh from the OS are zero, so M_ZERO costs nothing here.
         return p;
@@ -265,10 +271,10 @@ public static unsafe class Heap
             if ((nuint)slot * size != inUnit || slot >= SizeClasses.BlocksPerSlab(cls))
                 Unaligned(op, p, size, type, size - 1);
             byte* meta = SlabMeta.Of(unit);
-            BlockState state = SlabMeta.State(meta, slot);
-            if (state != BlockState.Allocated)
-                NotAllocated(op, p, state == BlockState.Free);
-            CheckOwner(op, p, SlabMeta.Type(meta, slot), type);
+            ushort owner = SlabMeta.Owner(meta, slot);
+            if (owner == 0)
+                NotAllocated(op, p, ClassDepot.All[cls].WasCarved(unit, slot));
+            CheckOwner(op, p, owner, type);
             return new Block(cls, meta, slot, e, unit, size);
         }
         if (e->Kind == UnitKind.Released)
@@ -325,7 +331,6 @@ public static unsafe class Heap
         long bytes = ci->Size;
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
         ts->Frees++;
-        ts->Net -= bytes;
         if ((ts->Credit += bytes) > 2 * type.Chunk)
             TypeAccounting.ReturnCredit(type, ts);
 
@@ -335,7 +340,6 @@ public static unsafe class Heap
         BlockLink.Next(p) = bin->Head;
         bin->Head = BlockLink.Encode(p);
         bin->Count++;
-        bin->Frees++;
     }
 
     private static void FreeLarge(Block b, MallocType type)
@@ -345,7 +349,6 @@ public static unsafe class Heap
         long bytes = (long)b.Size;
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
         ts->Frees++;
-        ts->Net -= bytes;
         if ((ts->Credit += bytes) > 2 * type.Chunk)
             TypeAccounting.ReturnCredit(type, ts);
     }

@@ -84,7 +84,7 @@ public unsafe class MallocTests
         string site = Diagnostics.CallSites.Describe(SlabMeta.Site(meta, slot));
         Assert.StartsWith(nameof(The_allocation_site_is_recorded_for_every_block) + " at ", site);
         Assert.Contains("MallocTests.cs:", site);
-        Assert.Equal((ushort)type.Index, SlabMeta.Type(meta, slot));
+        Assert.Equal((ushort)type.Index, SlabMeta.Owner(meta, slot));
         Heap.Free(p, type);
     }
 

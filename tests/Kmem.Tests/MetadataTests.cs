@@ -48,8 +48,8 @@ public unsafe class MetadataTests
     {
         for (int c = 0; c < SizeClasses.Count; c++)
         {
-            // One state byte, a 2-byte type and a 4-byte site per block; the tables are committed per slab.
-            double perBlock = 7.0 + 16.0 / SizeClasses.BlocksPerSlab(c); // plus the slab's page-map entry
+            // A 2-byte owner and a 4-byte site per block; the tables are committed per slab.
+            double perBlock = SlabMeta.BytesPerBlock + 16.0 / SizeClasses.BlocksPerSlab(c); // plus the slab's page-map entry
             Assert.True(perBlock <= 16, $"class {SizeClasses.SizeOf(c)}: {perBlock} bytes per block");
         }
         Assert.Equal(16, sizeof(UnitInfo));

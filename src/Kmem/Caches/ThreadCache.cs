@@ -8,7 +8,7 @@ using Kmem.Slabs;
 
 namespace Kmem.Caches;
 
-/// <summary>Free blocks of one size class held by one thread, and the thread's counts for that class.</summary>
+/// <summary>Free blocks of one size class held by one thread, and the thread's allocation count for that class.</summary>
 [StructLayout(LayoutKind.Sequential, Size = 64)]
 internal struct ClassBin
 {
@@ -17,21 +17,26 @@ internal struct ClassBin
     public int Count;
     public int SpareCount;
     public long Allocs;
-    public long Frees;
 }
 
-/// <summary>One thread's statistics for one malloc type (bytes are rounded sizes).</summary>
+/// <summary>
+/// One thread's statistics for one malloc type (bytes are rounded sizes). The fast paths move only Credit (and the
+/// counts): the thread's net bytes are Charged − Credit, and its peak is Charged − LowCredit.
+/// </summary>
 [StructLayout(LayoutKind.Sequential, Size = 64)]
 internal struct TypeSlot
 {
-    public long Credit;      // bytes charged to the type's limit ahead of use
+    public long Credit;      // bytes charged to the type but not in use by this thread
     public long Allocs;
     public long Frees;
-    public long Net;         // bytes allocated minus bytes freed by this thread
-    public long Peak;        // highest Net since the last fold
-    public long NetAtFold;   // Net when the last fold read it (written by the folder only)
+    public long LowCredit;   // lowest Credit since the last fold, in today's Charged terms (the peak marker)
+    public long Charged;     // bytes this thread charged to the type and has not given back (slow paths only)
+    public long NetAtFold;   // net bytes when the last fold read them (written by the folder only)
     public ulong Sizes;      // size classes used
     public long Reserved;
+
+    public readonly long Net => Charged - Credit;
+    public readonly long Peak => Charged - LowCredit;
 }
 
 internal static unsafe class ThreadCaches
@@ -49,7 +54,6 @@ internal static unsafe class ThreadCaches
 
     // Counts of caches that ended, per class.
     public static readonly long[] RetiredAllocs = new long[SizeClasses.Count];
-    public static readonly long[] RetiredFrees = new long[SizeClasses.Count];
 
     static ThreadCaches()
     {
@@ -103,7 +107,6 @@ internal static unsafe class ThreadCaches
                 ClassDepot.All[c].PushLoose(bin->Head, bin->Count);
                 ClassDepot.All[c].PushLoose(bin->Spare, bin->SpareCount);
                 RetiredAllocs[c] += bin->Allocs;
-                RetiredFrees[c] += bin->Frees;
             }
             credits = Types.TypeRegistry.RetireSlots(tc);
         }

@@ -41,6 +41,9 @@ internal sealed unsafe class ClassDepot
     public long Slabs => Volatile.Read(ref _slabs);
     public long Cached { get { lock (_lock) return _batchCount * _batch + _looseCount; } }
 
+    /// <summary>Whether a slot of a slab of this class was ever handed to a cache (a racy read: for messages only).</summary>
+    public bool WasCarved(uint unit, uint slot) => Volatile.Read(ref _carveUnit) != unit || slot < Volatile.Read(ref _carveSlot);
+
     /// <summary>Fills an empty list with up to one batch. Returns the count (0 when no pages could be had).</summary>
     public int Refill(out nuint head)
     {
@@ -115,15 +118,13 @@ internal sealed unsafe class ClassDepot
         }
         uint unit = (uint)_carveUnit;
         byte* slabBase = KmemMap.UnitAddress(unit);
-        byte* meta = SlabMeta.Of(unit);
         uint end = Math.Min(perSlab, _carveSlot + (uint)_batch);
         // Link the new blocks in address order, last one first so the list starts at the lowest address.
         nuint link = 0;
         for (uint slot = end; slot-- > _carveSlot;)
         {
             byte* p = slabBase + slot * _size;
-            BlockLink.Next(p) = link;
-            SlabMeta.State(meta, slot) = BlockState.Free;
+            BlockLink.Next(p) = link; // the block's owner entry is already 0 (fresh side table)
             link = BlockLink.Encode(p);
         }
         int n = (int)(end - _carveSlot);

@@ -20,15 +20,17 @@ internal static unsafe class ClassStatistics
         {
             for (int c = 0; c < SizeClasses.Count; c++)
             {
-                long allocs = ThreadCaches.RetiredAllocs[c], frees = ThreadCaches.RetiredFrees[c];
+                // Blocks in use = blocks carved − free blocks (in thread caches and in the depot).
+                long allocs = ThreadCaches.RetiredAllocs[c], free = ClassDepot.All[c].Cached;
                 foreach (nint tc in ThreadCaches.LiveUnderLock)
                 {
                     ClassBin* bin = ThreadCaches.Bin((byte*)tc, c);
                     allocs += bin->Allocs;
-                    frees += bin->Frees;
+                    free += bin->Count + bin->SpareCount;
                 }
+                long carved = ClassDepot.All[c].Carved;
                 if (allocs != 0)
-                    rows.Add(Row(SizeClasses.SizeOf(c), c, allocs, allocs - frees, ClassDepot.All[c].Carved));
+                    rows.Add(Row(SizeClasses.SizeOf(c), c, allocs, Math.Max(0, carved - free), carved));
             }
             for (int b = 0; b < LargeBlocks.Buckets; b++)
             {

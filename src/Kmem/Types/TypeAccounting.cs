@@ -31,7 +31,12 @@ internal static unsafe class TypeAccounting
             long grant = chunk != 0 && cur + bytes + chunk <= limit ? bytes + chunk : bytes;
             if (Interlocked.CompareExchange(ref type.ChargedBytes, cur + grant, cur) != cur)
                 continue;
-            slot->Credit += grant - bytes;
+            // The thread's net bytes grow by `bytes`; the peak marker moves with Charged so the old peak is kept.
+            slot->Charged += grant;
+            slot->LowCredit += grant;
+            long credit = slot->Credit += grant - bytes;
+            if (credit < slot->LowCredit)
+                slot->LowCredit = credit;
             if (chunk == 0)
                 RaiseHighUse(type, cur + grant);
             return true;
@@ -46,6 +51,8 @@ internal static unsafe class TypeAccounting
         if (give <= 0)
             return;
         slot->Credit = keep;
+        slot->Charged -= give;
+        slot->LowCredit -= give;
         Uncharge(type, give);
     }
 

@@ -84,6 +84,7 @@ internal static unsafe class TypeRegistry
             t.RetiredAllocs += slot->Allocs;
             t.RetiredFrees += slot->Frees;
             t.RetiredNet += slot->Net;
+            // The credit goes back to the type's limit below; Charged leaves with the slot.
             t.RetiredSizes |= slot->Sizes;
             TypeAccounting.RaiseHighUse(t, t.LastFoldTotal + Math.Max(0, slot->Peak - slot->NetAtFold));
             t.LastFoldTotal += slot->Net - slot->NetAtFold;

@@ -27,12 +27,13 @@ internal static unsafe class TypeStatistics
                 TypeSlot* s = ThreadCaches.Slot((byte*)tc, t.Index);
                 allocs += s->Allocs;
                 frees += s->Frees;
-                long n = s->Net;
+                long credit = s->Credit;
+                long n = s->Charged - credit;
                 net += n;
                 sizes |= s->Sizes;
                 rise += Math.Max(0, s->Peak - s->NetAtFold);
                 s->NetAtFold = n;
-                s->Peak = n;
+                s->LowCredit = credit;
             }
             // Exactly accounted types raise HighUse at every charge; the others get the bound from per-thread rises.
             TypeAccounting.RaiseHighUse(t, Volatile.Read(ref t.Chunk) == 0 ? net : Math.Max(net, t.LastFoldTotal + rise));
