@@ -183,7 +183,9 @@ public static unsafe class Heap
         SlabMeta.Site(meta, slot) = site;
 
         ts->Allocs++;
-        ts->Sizes |= SizeClasses.SizeBit(cls);
+        ulong bit = SizeClasses.SizeBit(cls);
+        if ((ts->Sizes & bit) == 0)
+            ts->Sizes |= bit;
         if ((flags & MallocFlags.Zero) != 0)
             NativeMemory.Clear(p, size);
         return p;

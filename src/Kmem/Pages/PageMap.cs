@@ -87,15 +87,4 @@ internal static unsafe class PageMap
         }
         return l2 + (unit % (uint)KmemMap.UnitsPerChunk);
     }
-
-    /// <summary>Visits every used unit entry (for statistics and verification).</summary>
-    public static void ForEachChunk(Action<uint, nint> visit)
-    {
-        for (uint c = 0; c < s_chunks; c++)
-        {
-            UnitInfo* l2 = s_level1[c];
-            if (l2 != null)
-                visit(c * (uint)KmemMap.UnitsPerChunk, (nint)l2);
-        }
-    }
 }
