@@ -1,4 +1,4 @@
-// DemoCommand.cs — `dotnet-kmem demo`: allocates under a few named types in this process and prints vmstat -m.
+// DemoCommand.cs — `dotnet-kmem demo`: allocates every kind of Kmem memory under named types and prints vmstat -m.
 using System.CommandLine;
 using Kmem;
 
@@ -8,7 +8,7 @@ internal static unsafe class DemoCommand
 {
     public static Command Create()
     {
-        var command = new Command("demo", "Allocate under a few malloc types in this process and print the vmstat -m tables.");
+        var command = new Command("demo", "Allocate under a few malloc types (kmalloc, per-CPU, vmalloc, physical) in this process and print the vmstat -m tables.");
         command.SetAction(_ => Run());
         return command;
     }
@@ -48,7 +48,31 @@ internal static unsafe class DemoCommand
         void* grown = Heap.Malloc(100, scratch);
         grown = Heap.Realloc(grown, 5000, scratch);
 
+        // Per-CPU counters: one zeroed copy per CPU; each thread bumps its own CPU's copy without sharing a cache line.
+        var counters = new MallocType("stat counters", "per-CPU statistics");
+        PerCpuPtr hits = Heap.AllocPercpu(sizeof(long), sizeof(long), counters);
+        Parallel.For(0, 100_000, _ => Interlocked.Increment(ref *(long*)hits.ThisCpu()));
+        long total = 0;
+        for (int cpu = 0; cpu < PerCpuPtr.Copies; cpu++)
+            total += *(long*)hits.ForCpu(cpu);
+
+        // A vmalloc area: page-granular, with inaccessible guard pages on both sides.
+        var bigTables = new MallocType("hash tables", "large virtually contiguous tables");
+        byte* table = (byte*)Heap.Vmalloc(3 * 4096 + 100, bigTables);
+        VmArea area = Heap.FindVmArea(table + 5000)!.Value;
+
+        // A physical region: objects known by a stable physical address, wherever the region is mapped.
+        using PhysRegion region = PhysRegion.Create(1 << 20);
+        region.Map();
+        ulong phys = region.Alloc(256);
+        *(long*)Heap.PhysToVirt(phys) = 42;
+        region.Unmap();
+        void* remapped = region.Map();
+
         Console.WriteLine($"inode cache: {got} inodes allocated, {refused} refused by the 1 MiB limit (M_NOWAIT).");
+        Console.WriteLine($"per-CPU counter: {PerCpuPtr.Copies} copies {PerCpuPtr.Stride} bytes apart, summed {total} increments.");
+        Console.WriteLine($"vmalloc: {area}.");
+        Console.WriteLine($"physical region 0x{region.Base:x}: object at phys 0x{phys:x} reads {*(long*)Heap.PhysToVirt(phys)} after remapping at 0x{(nuint)remapped:x}.");
         Console.WriteLine($"malloc_roundup(100) = {Heap.Roundup(100)}, malloc_roundup(40000) = {Heap.Roundup(40000)}\n");
         Console.Write(Heap.FormatVmstat());
 
@@ -58,6 +82,9 @@ internal static unsafe class DemoCommand
             Heap.Free((void*)p, inodes);
         Heap.Free(big, scratch);
         Heap.Free(grown, scratch);
+        Heap.FreePercpu(hits, counters);
+        Heap.Vfree(table);
+        region.Free(phys);
         Console.WriteLine("After freeing everything:");
         foreach (MallocTypeStats s in Heap.TypeStats().Where(s => s.Requests > 0))
             Console.WriteLine($"  {s.Type,-12} in use {s.InUse,5} blocks, {s.MemUse,8} bytes (high water {s.HighUse} bytes, {s.Requests} requests)");

@@ -15,7 +15,7 @@ namespace Kmem;
 /// The Kmem allocator: malloc(9) for .NET. Every block belongs to a <see cref="MallocType"/> that keeps statistics and
 /// enforces a limit. Misuse (bad free, bogus type, impossible request) panics: <see cref="KmemPanicException"/>.
 /// </summary>
-public static unsafe class Heap
+public static unsafe partial class Heap
 {
     private const MallocFlags KnownFlags = MallocFlags.NoWait | MallocFlags.Zero | MallocFlags.CanFail;
 
@@ -152,17 +152,8 @@ public static unsafe class Heap
         ClassInfo* ci = SizeClasses.Info(cls);
         long bytes = ci->Size;
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
-        long credit = ts->Credit - bytes;
-        if (credit >= 0 && type.Chunk != 0)
-        {
-            ts->Credit = credit;
-            if (credit < ts->LowCredit)
-                ts->LowCredit = credit;
-        }
-        else if (!TypeAccounting.Charge(type, ts, bytes, flags))
-        {
+        if (!TypeAccounting.Take(type, ts, bytes, flags))
             return null;
-        }
 
         ClassBin* bin = ThreadCaches.Bin(tc, cls);
         nuint link = bin->Head;
@@ -208,17 +199,8 @@ public static unsafe class Heap
         nuint rounded = (size + page - 1) & ~(page - 1);
         long bytes = (long)rounded;
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
-        long credit = ts->Credit - bytes;
-        if (credit >= 0 && type.Chunk != 0)
-        {
-            ts->Credit = credit;
-            if (credit < ts->LowCredit)
-                ts->LowCredit = credit;
-        }
-        else if (!TypeAccounting.Charge(type, ts, bytes, flags))
-        {
+        if (!TypeAccounting.Take(type, ts, bytes, flags))
             return null;
-        }
         byte* p = LargeBlocks.Alloc(rounded, (ushort)type.Index, site);
         if (p == null)
             return NoPages(type, ts, bytes, flags);
@@ -231,8 +213,7 @@ public static unsafe class Heap
     // kmem_map or the OS had no pages: give the charge back, then fail or panic as the flags say.
     private static void* NoPages(MallocType type, TypeSlot* ts, long bytes, MallocFlags flags)
     {
-        ts->Credit += bytes;
-        TypeAccounting.ReturnCredit(type, ts);
+        TypeAccounting.Refund(type, ts, bytes);
         if ((flags & (MallocFlags.NoWait | MallocFlags.CanFail)) != 0)
             return null;
         Panic.Raise("malloc: out of space in kmem_map");
@@ -281,6 +262,8 @@ public static unsafe class Heap
         }
         if (e->Kind == UnitKind.Released)
             NotAllocated(op, p, wasFreed: true);
+        if (e->Kind is UnitKind.PerCpu or UnitKind.VmallocHead or UnitKind.VmallocTail)
+            WrongFamily(op, p, e->Kind == UnitKind.PerCpu ? "per-CPU memory; use FreePercpu" : "vmalloc'd memory; use Vfree");
         UnitInfo* head = e;
         if (e->Kind == UnitKind.LargeTail)
         {
@@ -297,6 +280,9 @@ public static unsafe class Heap
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
     private static void BadArgument(string op, byte* p) =>
         Panic.Raise(p == null ? $"{op}: null addr (free(9) does not accept NULL)" : $"{op}: bogus type (null)");
+
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WrongFamily(string op, byte* p, string what) => Panic.Raise($"{op}: addr {Panic.Addr(p)} is {what}");
 
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
     private static void NotInMap(string op, byte* p) => Panic.Raise($"{op}: addr {Panic.Addr(p)} not within kmem_map");
@@ -331,10 +317,7 @@ public static unsafe class Heap
     {
         byte* tc = ThreadCaches.Current();
         long bytes = ci->Size;
-        TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
-        ts->Frees++;
-        if ((ts->Credit += bytes) > 2 * type.Chunk)
-            TypeAccounting.ReturnCredit(type, ts);
+        TypeAccounting.Give(type, ThreadCaches.Slot(tc, type.Index), bytes);
 
         ClassBin* bin = ThreadCaches.Bin(tc, cls);
         if (bin->Count >= ci->Batch)
@@ -349,9 +332,6 @@ public static unsafe class Heap
         byte* tc = ThreadCaches.Current();
         LargeBlocks.Free(b.Unit, b.UnitIndex);
         long bytes = (long)b.Size;
-        TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
-        ts->Frees++;
-        if ((ts->Credit += bytes) > 2 * type.Chunk)
-            TypeAccounting.ReturnCredit(type, ts);
+        TypeAccounting.Give(type, ThreadCaches.Slot(tc, type.Index), bytes);
     }
 }

@@ -31,6 +31,20 @@ internal static unsafe class Scenarios
                 Console.WriteLine($"blocks={n}");
                 Heap.Malloc(16 << 20, type); // WaitOk: panics "out of space"
                 return 1;
+            case "guard-before":
+            case "guard-after":
+                // A write into a vmalloc guard page must kill the process at once.
+                byte* area = (byte*)Heap.Vmalloc(8192, type);
+                area[0] = 1;
+                area[8191] = 1;
+                Console.WriteLine("area ok");
+                Console.Out.Flush();
+                if (name == "guard-before")
+                    area[-1] = 1;
+                else
+                    area[8192] = 1;
+                Console.WriteLine("survived");
+                return 0;
             default:
                 return 2;
         }

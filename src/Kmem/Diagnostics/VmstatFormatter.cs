@@ -58,6 +58,7 @@ internal static class VmstatFormatter
             totalFree += (long)b.Size * b.Free;
         o.Append("\nMemory totals:  In Use    Free    Requests\n");
         o.Append($"              {KiB(totalUse),7}K {KiB(totalFree),6}K    {totalReq,8}\n\n");
+        AppendPhysRegions(o);
         return o.ToString();
     }
 
@@ -81,6 +82,19 @@ internal static class VmstatFormatter
             if (i != 0)
                 o.Append(' ').Append(name);
         }
+        o.Append('\n');
+    }
+
+    /// <summary>Kmem's own section: the physical regions (base, size, whether mapped, bytes handed out).</summary>
+    private static void AppendPhysRegions(StringBuilder o)
+    {
+        PhysRegion[] regions = PhysRegion.Snapshot();
+        if (regions.Length == 0)
+            return;
+        o.Append("Physical regions\n");
+        o.Append("              Base        Size  Mapped   Allocated\n");
+        foreach (PhysRegion r in regions)
+            o.Append($"{"0x" + r.Base.ToString("x"),18} {(ulong)r.Size,11}  {(r.IsMapped ? "yes" : "no"),6} {(ulong)r.Allocated,11}\n");
         o.Append('\n');
     }
 

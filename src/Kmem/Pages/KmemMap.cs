@@ -76,10 +76,11 @@ internal static unsafe class KmemMap
     public static uint UnitOf(void* p) => (uint)((nuint)((byte*)p - Base) >> UnitShift);
 
     /// <summary>
-    /// Takes <paramref name="count"/> contiguous units and commits the first <paramref name="commitBytes"/> of them.
+    /// Takes <paramref name="count"/> contiguous units and commits <paramref name="commitBytes"/> of them from
+    /// <paramref name="commitOffset"/> on (what lies outside stays inaccessible: guard pages).
     /// Returns the first unit, or -1 when kmem_map is full or the OS refuses the pages.
     /// </summary>
-    public static long AllocUnits(uint count, nuint commitBytes)
+    public static long AllocUnits(uint count, nuint commitBytes, nuint commitOffset = 0)
     {
         long unit;
         lock (s_lock)
@@ -88,7 +89,7 @@ internal static unsafe class KmemMap
             if (unit < 0)
                 return -1;
         }
-        if (FaultInjection.FailPageRequest() || !s_pages.Commit((nint)UnitAddress((uint)unit), commitBytes))
+        if (FaultInjection.FailPageRequest() || !s_pages.Commit((nint)(UnitAddress((uint)unit) + commitOffset), commitBytes))
         {
             lock (s_lock)
                 PutRun((uint)unit, count);
@@ -99,9 +100,9 @@ internal static unsafe class KmemMap
     }
 
     /// <summary>Returns a run of units: its pages go back to the OS at once, the address space to the free runs.</summary>
-    public static void FreeUnits(uint unit, uint count, nuint committedBytes)
+    public static void FreeUnits(uint unit, uint count, nuint committedBytes, nuint commitOffset = 0)
     {
-        s_pages.Decommit((nint)UnitAddress(unit), committedBytes);
+        s_pages.Decommit((nint)(UnitAddress(unit) + commitOffset), committedBytes);
         Interlocked.Add(ref s_committedBytes, -(long)committedBytes);
         lock (s_lock)
             PutRun(unit, count);

@@ -28,20 +28,7 @@ internal static unsafe class LargeBlocks
         if (first < 0)
             return null;
         uint head = (uint)first;
-        for (uint u = 1; u < units; u++)
-        {
-            UnitInfo* t = PageMap.Entry(head + u);
-            t->Head = head;
-            t->TypeIndex = 0;
-            t->Site = 0;
-            Volatile.Write(ref *(byte*)&t->Kind, (byte)UnitKind.LargeTail);
-        }
-        UnitInfo* e = PageMap.Entry(head);
-        e->TypeIndex = typeIndex;
-        e->Site = site;
-        e->Pages = (uint)(bytes / (nuint)KmemMap.PageSize);
-        e->Head = (uint)units;
-        Volatile.Write(ref *(byte*)&e->Kind, (byte)UnitKind.LargeHead);
+        PageMap.MarkRun(head, (uint)units, UnitKind.LargeHead, UnitKind.LargeTail, typeIndex, site, (uint)(bytes / (nuint)KmemMap.PageSize));
         Interlocked.Increment(ref BucketAllocs[BucketOf(bytes)]);
         return KmemMap.UnitAddress(head);
     }
@@ -53,8 +40,7 @@ internal static unsafe class LargeBlocks
     {
         uint units = head->Head;
         nuint bytes = SizeOf(head);
-        for (uint u = 0; u < units; u++)
-            Volatile.Write(ref *(byte*)&PageMap.Entry(unit + u)->Kind, (byte)UnitKind.Released);
+        PageMap.ReleaseRun(unit, units);
         Interlocked.Increment(ref BucketFrees[BucketOf(bytes)]);
         KmemMap.FreeUnits(unit, units, bytes);
     }

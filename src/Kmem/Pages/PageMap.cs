@@ -17,6 +17,12 @@ internal enum UnitKind : byte
     LargeTail = 3,
     /// <summary>Held a large block that was freed; not reused yet.</summary>
     Released = 4,
+    /// <summary>One CPU's unit of a per-CPU chunk (<see cref="UnitInfo.Head"/> names the chunk's first unit).</summary>
+    PerCpu = 5,
+    /// <summary>First unit of a vmalloc area (guard page, pages, guard page).</summary>
+    VmallocHead = 6,
+    /// <summary>Later unit of a vmalloc area (<see cref="UnitInfo.Head"/> names the first).</summary>
+    VmallocTail = 7,
 }
 
 /// <summary>What one 256 KiB unit of kmem_map holds. Sixteen bytes; no addresses.</summary>
@@ -27,8 +33,8 @@ internal struct UnitInfo
     public byte Class;        // slab: size class
     public ushort TypeIndex;  // large head: owning type
     public uint Site;         // large head: allocation site
-    public uint Pages;        // large head: pages in the block
-    public uint Head;         // large head: units in the run; large tail: the head unit
+    public uint Pages;        // large/vmalloc head: pages in the block
+    public uint Head;         // large/vmalloc head: units in the run; tail or per-CPU unit: the first unit
 }
 
 internal static unsafe class PageMap
@@ -63,6 +69,35 @@ internal static unsafe class PageMap
             return null;
         UnitInfo* l2 = s_level1[off >> KmemMap.ChunkShift];
         return l2 == null ? null : l2 + ((off >> KmemMap.UnitShift) & (KmemMap.UnitsPerChunk - 1));
+    }
+
+    /// <summary>Marks a run of units: the first with <paramref name="head"/>, the others with <paramref name="tail"/>
+    /// pointing back at the first. The first entry's other fields are the caller's to fill before publishing.</summary>
+    public static UnitInfo* MarkRun(uint first, uint count, UnitKind head, UnitKind tail, ushort typeIndex, uint site, uint pages)
+    {
+        for (uint u = 1; u < count; u++)
+        {
+            UnitInfo* t = Entry(first + u);
+            t->Head = first;
+            t->TypeIndex = 0;
+            t->Site = 0;
+            t->Pages = 0;
+            Volatile.Write(ref *(byte*)&t->Kind, (byte)tail);
+        }
+        UnitInfo* e = Entry(first);
+        e->TypeIndex = typeIndex;
+        e->Site = site;
+        e->Pages = pages;
+        e->Head = head == tail ? first : count;
+        Volatile.Write(ref *(byte*)&e->Kind, (byte)head);
+        return e;
+    }
+
+    /// <summary>Marks a run of units as given back.</summary>
+    public static void ReleaseRun(uint first, uint count)
+    {
+        for (uint u = 0; u < count; u++)
+            Volatile.Write(ref *(byte*)&Entry(first + u)->Kind, (byte)UnitKind.Released);
     }
 
     /// <summary>The entry for <paramref name="unit"/>, making its chunk's table if needed (allocator side, never the scanner).</summary>

@@ -19,4 +19,16 @@ internal interface IPageProvider
 
     /// <summary>Releases a reservation made by <see cref="Reserve"/>.</summary>
     void Release(nint address, nuint size);
+
+    /// <summary>Creates a shared-memory object of <paramref name="size"/> bytes (memfd on Linux); returns a handle, 0 when refused.</summary>
+    nint CreateSharedMemory(nuint size);
+
+    /// <summary>Maps a shared-memory object read-write at an address the OS chooses; 0 when refused.</summary>
+    nint MapShared(nint handle, nuint size);
+
+    /// <summary>Unmaps a mapping made by <see cref="MapShared"/>.</summary>
+    void UnmapShared(nint address, nuint size);
+
+    /// <summary>Closes a shared-memory object; its memory goes back to the OS once no mapping remains.</summary>
+    void CloseSharedMemory(nint handle);
 }

@@ -32,6 +32,30 @@ internal sealed unsafe partial class LinuxPageProvider : IPageProvider
 
     public void Release(nint address, nuint size) => _ = munmap(address, size);
 
+    public nint CreateSharedMemory(nuint size)
+    {
+        int fd = memfd_create("kmem-phys", 1 /* MFD_CLOEXEC */);
+        if (fd < 0)
+            return 0;
+        if (ftruncate(fd, (nint)size) != 0)
+        {
+            _ = close(fd);
+            return 0;
+        }
+        return fd + 1; // 0 means failure, so the handle is fd + 1
+    }
+
+    public nint MapShared(nint handle, nuint size)
+    {
+        const int mapShared = 0x01;
+        nint p = mmap(0, size, ProtRead | ProtWrite, mapShared, (int)(handle - 1), 0);
+        return p == MapFailed ? 0 : p;
+    }
+
+    public void UnmapShared(nint address, nuint size) => _ = munmap(address, size);
+
+    public void CloseSharedMemory(nint handle) => _ = close((int)(handle - 1));
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
 
@@ -40,6 +64,15 @@ internal sealed unsafe partial class LinuxPageProvider : IPageProvider
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int munmap(nint addr, nuint length);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int memfd_create(string name, uint flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int ftruncate(int fd, nint length);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int close(int fd);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int madvise(nint addr, nuint length, int advice);

@@ -18,6 +18,29 @@ internal sealed partial class WindowsPageProvider : IPageProvider
 
     public void Release(nint address, nuint size) => _ = VirtualFree(address, 0, MemRelease);
 
+    public nint CreateSharedMemory(nuint size) =>
+        CreateFileMappingW(-1, 0, PageReadWrite, (uint)((ulong)size >> 32), (uint)size, null);
+
+    public nint MapShared(nint handle, nuint size) => MapViewOfFile(handle, 0x0002 | 0x0004 /* FILE_MAP_WRITE | READ */, 0, 0, size);
+
+    public void UnmapShared(nint address, nuint size) => _ = UnmapViewOfFile(address);
+
+    public void CloseSharedMemory(nint handle) => _ = CloseHandle(handle);
+
+    [LibraryImport("kernel32", SetLastError = true, StringMarshalling = StringMarshalling.Utf16)]
+    private static partial nint CreateFileMappingW(nint file, nint attributes, uint protect, uint sizeHigh, uint sizeLow, string? name);
+
+    [LibraryImport("kernel32", SetLastError = true)]
+    private static partial nint MapViewOfFile(nint mapping, uint access, uint offsetHigh, uint offsetLow, nuint size);
+
+    [LibraryImport("kernel32", SetLastError = true)]
+    [return: MarshalAs(UnmanagedType.Bool)]
+    private static partial bool UnmapViewOfFile(nint address);
+
+    [LibraryImport("kernel32", SetLastError = true)]
+    [return: MarshalAs(UnmanagedType.Bool)]
+    private static partial bool CloseHandle(nint handle);
+
     [LibraryImport("kernel32", SetLastError = true)]
     private static partial nint VirtualAlloc(nint address, nuint size, uint allocationType, uint protect);
 

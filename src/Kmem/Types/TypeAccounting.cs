@@ -1,5 +1,6 @@
 // Types/TypeAccounting.cs — the slow path of per-type accounting: charging bytes against a type's limit (waiting or
 // failing when it is reached), giving credit back, waking waiters. The fast path lives in Heap and uses thread credit.
+using System.Runtime.CompilerServices;
 using Kmem.Caches;
 
 namespace Kmem.Types;
@@ -8,6 +9,40 @@ internal static unsafe class TypeAccounting
 {
     /// <summary>Bytes a thread may charge ahead for a type under the default limit.</summary>
     public const long DefaultChunk = 64 * 1024;
+
+    /// <summary>
+    /// Accounts one allocation of <paramref name="bytes"/> for the calling thread: from its credit when it has enough
+    /// (no shared write), else through <see cref="Charge"/>. False only when a NoWait caller meets the limit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool Take(MallocType type, TypeSlot* slot, long bytes, MallocFlags flags)
+    {
+        long credit = slot->Credit - bytes;
+        if (credit >= 0 && type.Chunk != 0)
+        {
+            slot->Credit = credit;
+            if (credit < slot->LowCredit)
+                slot->LowCredit = credit;
+            return true;
+        }
+        return Charge(type, slot, bytes, flags);
+    }
+
+    /// <summary>Accounts one free of <paramref name="bytes"/> for the calling thread.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Give(MallocType type, TypeSlot* slot, long bytes)
+    {
+        slot->Frees++;
+        if ((slot->Credit += bytes) > 2 * type.Chunk)
+            ReturnCredit(type, slot);
+    }
+
+    /// <summary>Undoes <see cref="Take"/> when the allocation could not be completed (no pages).</summary>
+    public static void Refund(MallocType type, TypeSlot* slot, long bytes)
+    {
+        slot->Credit += bytes;
+        ReturnCredit(type, slot);
+    }
 
     /// <summary>
     /// Charges <paramref name="bytes"/> to <paramref name="type"/> for the calling thread. The limit test comes before
