@@ -5,6 +5,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Kmem.Caches;
 using Kmem.Diagnostics;
+using Kmem.Leak;
 using Kmem.Pages;
 using Kmem.Slabs;
 using Kmem.Types;
@@ -171,7 +172,15 @@ public static unsafe partial class Heap
         if (owner != 0)
             LostData(p, bytes, owner);
         owner = (ushort)type.Index;
-        SlabMeta.Site(meta, slot) = site;
+        SlabMeta.Site(meta, slot) = ThreadCaches.Context(tc, site);
+        if (LeakTracking.Enabled)
+        {
+            SlabMeta.Stamp(meta, slot) = ++ThreadCaches.Header(tc)->Sequence;
+            SlabMeta.Crc(meta, slot) = LeakStates.NoCrc;
+            SlabMeta.Leak(meta, slot) = 0;
+            if (Kmemleak.TraceOn)
+                Kmemleak.RecordTrace(p, SlabMeta.Stamp(meta, slot));
+        }
 
         ts->Allocs++;
         ulong bit = SizeClasses.SizeBit(cls);
@@ -201,9 +210,11 @@ public static unsafe partial class Heap
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
         if (!TypeAccounting.Take(type, ts, bytes, flags))
             return null;
-        byte* p = LargeBlocks.Alloc(rounded, (ushort)type.Index, site);
+        uint context = ThreadCaches.Context(tc, site);
+        byte* p = LargeBlocks.Alloc(rounded, (ushort)type.Index, context);
         if (p == null)
             return NoPages(type, ts, bytes, flags);
+        LeakTracking.AddKmem(RecordKind.Large, p, rounded, 1, (ushort)type.Index, context);
         ts->Allocs++;
         ts->Sizes |= 1UL << (SizeClasses.Count + LargeBlocks.BucketOf(rounded));
         // Pages fresh from the OS are zero, so M_ZERO costs nothing here.
@@ -330,6 +341,7 @@ public static unsafe partial class Heap
     private static void FreeLarge(Block b, MallocType type)
     {
         byte* tc = ThreadCaches.Current();
+        LeakTracking.RemoveKmem(KmemMap.UnitAddress(b.UnitIndex));
         LargeBlocks.Free(b.Unit, b.UnitIndex);
         long bytes = (long)b.Size;
         TypeAccounting.Give(type, ThreadCaches.Slot(tc, type.Index), bytes);

@@ -94,7 +94,8 @@ public unsafe class ConcurrencyTests
             Assert.True(s.Requests > 1000);
             Assert.True(s.HighUse > 0);
         }
-        Assert.True(types[2].GetStats().HighUse <= 256 * 1024 + 70_000);
+        long limitedHigh = types[2].GetStats().HighUse;
+        Assert.True(limitedHigh <= 256 * 1024 + (long)Heap.Roundup(70_000), $"high use {limitedHigh}"); // one allocation over at most
     }
 
     [Fact]

@@ -81,7 +81,7 @@ public unsafe class MallocTests
         nuint off = (nuint)(p - KmemMap.Base);
         byte* meta = SlabMeta.Of((uint)(off >> KmemMap.UnitShift));
         uint slot = SizeClasses.SlotOf(SizeClasses.ClassOf(48), off & KmemMap.UnitMask);
-        string site = Diagnostics.CallSites.Describe(SlabMeta.Site(meta, slot));
+        string site = Diagnostics.AllocContexts.Describe(SlabMeta.Site(meta, slot));
         Assert.StartsWith(nameof(The_allocation_site_is_recorded_for_every_block) + " at ", site);
         Assert.Contains("MallocTests.cs:", site);
         Assert.Equal((ushort)type.Index, SlabMeta.Owner(meta, slot));

@@ -39,9 +39,20 @@ internal struct TypeSlot
     public readonly long Peak => Charged - LowCredit;
 }
 
+/// <summary>The thread's identity for leak reports and its allocation counter (birth order of its blocks).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct ThreadHeader
+{
+    public uint Ordinal;     // AllocContexts thread ordinal
+    public uint Sequence;    // incremented by every tracked allocation of this thread
+}
+
 internal static unsafe class ThreadCaches
 {
     public const int MaxTypes = 16384;
+    private const int ContextCacheOffset = 2560;   // 64 × (site, context) pairs
+    private const int ContextCacheEntries = 64;
+    private const int HeaderOffset = 3072;
     private const int TypesOffset = 4096;
     private static readonly nuint CacheBytes = (nuint)(TypesOffset + MaxTypes * sizeof(TypeSlot));
 
@@ -57,7 +68,7 @@ internal static unsafe class ThreadCaches
 
     static ThreadCaches()
     {
-        if (sizeof(ClassBin) * SizeClasses.Count > TypesOffset)
+        if (sizeof(ClassBin) * SizeClasses.Count > ContextCacheOffset || ContextCacheOffset + ContextCacheEntries * 8 > HeaderOffset)
             throw new InvalidOperationException("thread cache layout is inconsistent");
     }
 
@@ -75,6 +86,25 @@ internal static unsafe class ThreadCaches
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TypeSlot* Slot(byte* tc, int typeIndex) => (TypeSlot*)(tc + TypesOffset) + typeIndex;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ThreadHeader* Header(byte* tc) => (ThreadHeader*)(tc + HeaderOffset);
+
+    /// <summary>The allocation context of <paramref name="site"/> on this thread (a direct-mapped cache in front of the table).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint Context(byte* tc, uint site)
+    {
+        ulong e = ((ulong*)(tc + ContextCacheOffset))[site & (ContextCacheEntries - 1)];
+        return (uint)e == site && e != 0 ? (uint)(e >> 32) : ContextSlow(tc, site);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static uint ContextSlow(byte* tc, uint site)
+    {
+        uint context = Diagnostics.AllocContexts.Intern(site, Header(tc)->Ordinal);
+        ((ulong*)(tc + ContextCacheOffset))[site & (ContextCacheEntries - 1)] = site | ((ulong)context << 32);
+        return context;
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static byte* Create()
     {
@@ -83,6 +113,7 @@ internal static unsafe class ThreadCaches
         nint p = pages.Reserve(CacheBytes);
         if (p == 0 || !pages.Commit(p, CacheBytes))
             throw new OutOfMemoryException("Kmem: cannot map a thread cache.");
+        Header((byte*)p)->Ordinal = Diagnostics.AllocContexts.RegisterThread();
         lock (Lock)
             s_live.Add(p);
         t_cache = (byte*)p;
@@ -109,6 +140,7 @@ internal static unsafe class ThreadCaches
                 RetiredAllocs[c] += bin->Allocs;
             }
             credits = Types.TypeRegistry.RetireSlots(tc);
+            Leak.LeakScanner.ThreadEnded(Header(tc)->Ordinal, Header(tc)->Sequence);
         }
         foreach ((MallocType type, long credit) in credits)
             Types.TypeAccounting.Uncharge(type, credit);

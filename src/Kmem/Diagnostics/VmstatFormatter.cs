@@ -23,6 +23,7 @@ internal static class VmstatFormatter
         if (buckets.Count == 0)
         {
             o.Append("Kmem statistics are not being gathered by the kernel.\n");
+            AppendPhysRegions(o);
             return o.ToString();
         }
         o.Append("Memory statistics by bucket size\n");

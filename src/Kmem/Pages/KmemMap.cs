@@ -30,6 +30,10 @@ internal static unsafe class KmemMap
     private static readonly SortedDictionary<uint, uint> s_freeRuns = new();
     private static long s_committedBytes;
 
+    /// <summary>Held while pages are returned to the OS, and by the leak scanner while it reads a block that could be
+    /// returned (large blocks, vmalloc areas, physical mappings), so a scan never reads unmapped memory.</summary>
+    public static readonly object UnmapGate = new();
+
     public static bool IsStarted => s_started;
     public static long CommittedBytes => Volatile.Read(ref s_committedBytes);
 
@@ -102,7 +106,8 @@ internal static unsafe class KmemMap
     /// <summary>Returns a run of units: its pages go back to the OS at once, the address space to the free runs.</summary>
     public static void FreeUnits(uint unit, uint count, nuint committedBytes, nuint commitOffset = 0)
     {
-        s_pages.Decommit((nint)(UnitAddress(unit) + commitOffset), committedBytes);
+        lock (UnmapGate)
+            s_pages.Decommit((nint)(UnitAddress(unit) + commitOffset), committedBytes);
         Interlocked.Add(ref s_committedBytes, -(long)committedBytes);
         lock (s_lock)
             PutRun(unit, count);

@@ -2,6 +2,7 @@
 using System.Runtime.CompilerServices;
 using Kmem.Caches;
 using Kmem.Diagnostics;
+using Kmem.Leak;
 using Kmem.Types;
 
 namespace Kmem;
@@ -26,12 +27,14 @@ public static unsafe partial class Heap
         long bytes = PerCpuAllocator.Footprint(size);
         TypeSlot* ts = ThreadCaches.Slot(tc, type.Index);
         TypeAccounting.Take(type, ts, bytes, MallocFlags.WaitOk);
-        byte* p = PerCpuAllocator.Alloc(size, align, (ushort)type.Index, site);
+        uint context = ThreadCaches.Context(tc, site);
+        byte* p = PerCpuAllocator.Alloc(size, align, (ushort)type.Index, context);
         if (p == null)
         {
             TypeAccounting.Refund(type, ts, bytes);
             Panic.Raise("malloc: out of space in kmem_map");
         }
+        LeakTracking.AddKmem(RecordKind.PerCpu, p, (size + 15) & ~(nuint)15, 1, (ushort)type.Index, context);
         ts->Allocs++;
         return new PerCpuPtr(p);
     }
@@ -50,6 +53,7 @@ public static unsafe partial class Heap
             Panic.Raise($"free_percpu: {Panic.Addr(cookie)} is not a live per-CPU object (already freed, or never allocated)");
         if (live.Value.TypeIndex != type.Index)
             Panic.Raise($"free_percpu: {Panic.Addr(cookie)} belongs to type {TypeRegistry.ByIndex(live.Value.TypeIndex)?.ShortDesc ?? "?"}, not {type.ShortDesc}");
+        LeakTracking.RemoveKmem(cookie);
         PerCpuAllocator.Live? freed = PerCpuAllocator.Free(cookie);
         if (freed is null)
             Panic.Raise($"free_percpu: {Panic.Addr(cookie)} was freed by another thread meanwhile");

@@ -71,6 +71,24 @@ internal static unsafe class PerCpuAllocator
             return Find(cookie, out Chunk? c, out uint granule) && c.Objects.TryGetValue(granule, out Live live) ? live : null;
     }
 
+    /// <summary>The cookie of the live object whose CPU 0 copy contains <paramref name="p"/> (interior allowed), or null.</summary>
+    public static byte* FindContaining(byte* p)
+    {
+        lock (s_lock)
+        {
+            if (!Find((byte*)((nuint)p & ~(nuint)(Granule - 1)), out Chunk? c, out uint granule))
+                return null;
+            for (uint g = granule, steps = 0; steps <= MaxSize / Granule; g--, steps++)
+            {
+                if (c.Objects.TryGetValue(g, out Live live))
+                    return g + live.Granules > granule ? KmemMap.UnitAddress(c.FirstUnit) + (nuint)g * Granule : null;
+                if (g == 0)
+                    break;
+            }
+            return null;
+        }
+    }
+
     private static bool Find(byte* cookie, [NotNullWhen(true)] out Chunk? chunk, out uint granule)
     {
         chunk = null;

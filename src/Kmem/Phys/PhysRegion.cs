@@ -104,8 +104,11 @@ public sealed unsafe class PhysRegion : IDisposable
             if (_mappedComplement == 0)
                 throw new InvalidOperationException($"physical region 0x{Base:x} is not mapped");
             nint p = (nint)~_mappedComplement;
-            Volatile.Write(ref _mappedComplement, 0);
-            OsPages.Provider.UnmapShared(p, Size);
+            lock (Pages.KmemMap.UnmapGate)
+            {
+                Volatile.Write(ref _mappedComplement, 0);
+                OsPages.Provider.UnmapShared(p, Size);
+            }
         }
     }
 
@@ -175,8 +178,11 @@ public sealed unsafe class PhysRegion : IDisposable
                 return;
             if (_mappedComplement != 0)
             {
-                OsPages.Provider.UnmapShared((nint)~_mappedComplement, Size);
-                _mappedComplement = 0;
+                lock (Pages.KmemMap.UnmapGate)
+                {
+                    OsPages.Provider.UnmapShared((nint)~_mappedComplement, Size);
+                    _mappedComplement = 0;
+                }
             }
             OsPages.Provider.CloseSharedMemory(_handle);
             _handle = 0;

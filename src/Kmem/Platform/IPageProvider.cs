@@ -31,4 +31,7 @@ internal interface IPageProvider
 
     /// <summary>Closes a shared-memory object; its memory goes back to the OS once no mapping remains.</summary>
     void CloseSharedMemory(nint handle);
+
+    /// <summary>The OS id of the calling thread (gettid on Linux), as leak reports print it.</summary>
+    int CurrentThreadId();
 }

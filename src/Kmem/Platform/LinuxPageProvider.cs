@@ -56,6 +56,11 @@ internal sealed unsafe partial class LinuxPageProvider : IPageProvider
 
     public void CloseSharedMemory(nint handle) => _ = close((int)(handle - 1));
 
+    // SYS_gettid: 186 on x86-64, 178 on arm64.
+    private static readonly nint s_gettid = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 178 : 186;
+
+    public int CurrentThreadId() => (int)syscall(s_gettid);
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
 
@@ -67,6 +72,9 @@ internal sealed unsafe partial class LinuxPageProvider : IPageProvider
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int memfd_create(string name, uint flags);
+
+    [LibraryImport("libc")]
+    private static partial nint syscall(nint number);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int ftruncate(int fd, nint length);

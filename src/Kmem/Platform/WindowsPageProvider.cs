@@ -27,6 +27,11 @@ internal sealed partial class WindowsPageProvider : IPageProvider
 
     public void CloseSharedMemory(nint handle) => _ = CloseHandle(handle);
 
+    public int CurrentThreadId() => (int)GetCurrentThreadId();
+
+    [LibraryImport("kernel32")]
+    private static partial uint GetCurrentThreadId();
+
     [LibraryImport("kernel32", SetLastError = true, StringMarshalling = StringMarshalling.Utf16)]
     private static partial nint CreateFileMappingW(nint file, nint attributes, uint protect, uint sizeHigh, uint sizeLow, string? name);
 

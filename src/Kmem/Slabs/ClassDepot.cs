@@ -7,6 +7,14 @@ namespace Kmem.Slabs;
 internal sealed unsafe class ClassDepot
 {
     public static readonly ClassDepot[] All = CreateAll();
+    private static readonly List<uint> s_allSlabs = new();
+
+    /// <summary>Every slab unit ever made (slabs are never given back).</summary>
+    public static uint[] AllSlabs()
+    {
+        lock (s_allSlabs)
+            return s_allSlabs.ToArray();
+    }
 
     private readonly object _lock = new();
     private readonly int _class;
@@ -154,6 +162,8 @@ internal sealed unsafe class ClassDepot
         _carveUnit = unit;
         _carveSlot = 0;
         _slabs++;
+        lock (s_allSlabs)
+            s_allSlabs.Add((uint)unit);
         return true;
     }
 }

@@ -1,5 +1,6 @@
-// Slabs/SlabMeta.cs — per-object side tables, struct of arrays per slab, in a region parallel to kmem_map:
-// a 16-bit owner (the type index; 0 = not allocated) and a 32-bit allocation site per block (6 bytes). No header.
+// Slabs/SlabMeta.cs — per-object side tables, struct of arrays per slab, in a region parallel to kmem_map. Per block:
+// a 16-bit owner (the type index; 0 = not allocated), a 32-bit allocation context (site and thread), and for the leak
+// detector a 32-bit birth stamp, a 32-bit checksum and a state byte: 15 bytes. No header.
 using System.Runtime.CompilerServices;
 using Kmem.Pages;
 using Kmem.Platform;
@@ -12,12 +13,15 @@ internal static unsafe class SlabMeta
     private const int MaxBlocks = (int)(KmemMap.UnitSize / SizeClasses.MinSize);
     // The arrays start at different offsets within a page, so that the entries of one block never share the low
     // 12 address bits (loads would wait on unrelated stores: 4K aliasing).
-    private const int OwnersOffset = 0x0C0;                       // ushort[MaxBlocks]
-    private const int SitesOffset = 0x9000 + 0x540;               // uint[MaxBlocks]
-    public const int Stride = 0x1A000;                            // 104 KiB of address space, committed per slab
+    private const int OwnersOffset = 0x000C0;                     // ushort[MaxBlocks]
+    private const int SitesOffset = 0x09540;                      // uint[MaxBlocks]: allocation context
+    private const int StampsOffset = 0x1A3C0;                     // uint[MaxBlocks]
+    private const int CrcsOffset = 0x2B700;                       // uint[MaxBlocks]
+    private const int LeakOffset = 0x3C880;                       // byte[MaxBlocks]
+    public const int Stride = 0x41000;                            // 260 KiB of address space, committed per slab
 
     /// <summary>Side-table bytes per block.</summary>
-    public const int BytesPerBlock = sizeof(ushort) + sizeof(uint);
+    public const int BytesPerBlock = sizeof(ushort) + 3 * sizeof(uint) + sizeof(byte);
 
     private static byte* s_region;
     private static IPageProvider s_pages = null!;
@@ -36,7 +40,8 @@ internal static unsafe class SlabMeta
         uint n = SizeClasses.BlocksPerSlab(cls);
         byte* m = s_region + (nuint)unit * Stride;
         // One owner entry past the last block: the free path reads it for an address in a slab's unused tail.
-        return CommitRange(m + OwnersOffset, (n + 1) * 2) && CommitRange(m + SitesOffset, n * 4);
+        return CommitRange(m + OwnersOffset, (n + 1) * 2) && CommitRange(m + SitesOffset, n * 4)
+            && CommitRange(m + StampsOffset, n * 4) && CommitRange(m + CrcsOffset, n * 4) && CommitRange(m + LeakOffset, n);
     }
 
     private static bool CommitRange(byte* start, uint bytes)
@@ -54,8 +59,21 @@ internal static unsafe class SlabMeta
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ref ushort Owner(byte* meta, uint slot) => ref *(ushort*)(meta + OwnersOffset + slot * 2);
 
+    /// <summary>The allocation context (<see cref="Diagnostics.AllocContexts"/>: site and thread).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ref uint Site(byte* meta, uint slot) => ref *(uint*)(meta + SitesOffset + slot * 4);
+
+    /// <summary>The allocating thread's sequence number at allocation (birth order and age for the leak detector).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ref uint Stamp(byte* meta, uint slot) => ref *(uint*)(meta + StampsOffset + slot * 4);
+
+    /// <summary>The leak detector's checksum of the contents.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ref uint Crc(byte* meta, uint slot) => ref *(uint*)(meta + CrcsOffset + slot * 4);
+
+    /// <summary>The leak detector's state byte (<see cref="Leak.LeakState"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ref byte Leak(byte* meta, uint slot) => ref *(meta + LeakOffset + slot);
 
     public static nint RegionStart => (nint)s_region;
 }

@@ -86,7 +86,8 @@ internal static unsafe class TypeRegistry
             t.RetiredNet += slot->Net;
             // The credit goes back to the type's limit below; Charged leaves with the slot.
             t.RetiredSizes |= slot->Sizes;
-            TypeAccounting.RaiseHighUse(t, t.LastFoldTotal + Math.Max(0, slot->Peak - slot->NetAtFold));
+            if (Volatile.Read(ref t.Chunk) != 0) // exactly accounted types keep an exact HighUse of their own
+                TypeAccounting.RaiseHighUse(t, t.LastFoldTotal + Math.Max(0, slot->Peak - slot->NetAtFold));
             t.LastFoldTotal += slot->Net - slot->NetAtFold;
             if (slot->Credit != 0)
                 credits.Add((t, slot->Credit));

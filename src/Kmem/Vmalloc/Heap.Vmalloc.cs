@@ -2,6 +2,7 @@
 using System.Runtime.CompilerServices;
 using Kmem.Caches;
 using Kmem.Diagnostics;
+using Kmem.Leak;
 using Kmem.Pages;
 using Kmem.Types;
 
@@ -31,7 +32,7 @@ public static unsafe partial class Heap
             return null;
         nuint pages = (size + page - 1) / page;
         long bytes = (long)(pages * page);
-        uint site = CallSites.Intern(member, file, line);
+        uint site = ThreadCaches.Context(tc, CallSites.Intern(member, file, line));
         VmStruct* desc = (VmStruct*)Malloc((nuint)sizeof(VmStruct), VmAreaType, MallocFlags.NoWait, member, file, line);
         if (desc == null)
             return null;
@@ -51,6 +52,10 @@ public static unsafe partial class Heap
         desc->TypeIndex = type.Index;
         desc->Site = site;
         VmallocAreas.Publish((uint)first, desc);
+        // kmemleak's vmalloc rule: the area needs two references, one of them the descriptor's Addr. The descriptor is
+        // found through Kmem's own tables (which hold no pointers), so it is a root: always scanned, never reported.
+        Kmemleak.MarkKmemBlock(desc, LeakState.Root);
+        LeakTracking.AddKmem(RecordKind.Vmalloc, addr, pages * page, 2, (ushort)type.Index, site);
         ts->Allocs++;
         return addr;
     }
@@ -66,6 +71,7 @@ public static unsafe partial class Heap
             Panic.Raise($"vfree: addr {Panic.Addr(addr)} is not the start of a vmalloc area (already freed, interior, or not vmalloc'd)");
         MallocType type = TypeRegistry.ByIndex(desc->TypeIndex)!;
         nuint pages = desc->Size / VmallocAreas.Page;
+        LeakTracking.RemoveKmem(addr);
         VmallocAreas.UnmapArea(first, pages);
         Free(desc, VmAreaType, member, file, line);
         TypeAccounting.Give(type, ThreadCaches.Slot(ThreadCaches.Current(), type.Index), (long)(pages * VmallocAreas.Page));

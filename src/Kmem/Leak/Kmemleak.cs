@@ -1,0 +1,646 @@
+// Leak/Kmemleak.cs — the leak detector's public face (include/linux/kmemleak.h and /sys/kernel/debug/kmemleak): the
+// registration API, the control commands (Write), the report (Read) and structured scans (Scan), plus automatic scans.
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text;
+using Kmem.Caches;
+using Kmem.Diagnostics;
+using Kmem.Leak;
+using Kmem.Pages;
+using Kmem.Slabs;
+
+namespace Kmem;
+
+/// <summary>
+/// kmemleak for Kmem: every Kmem block is tracked from birth (min_count 1; vmalloc areas 2), foreign memory can be
+/// registered, and a scan marks everything reachable from the roots (registered min_count-0 objects). Unreferenced
+/// objects older than the minimum age whose contents did not change are reported once, in the kernel's format.
+/// </summary>
+public static unsafe class Kmemleak
+{
+    private static readonly object s_scanLock = new();
+    private static int s_minAgeMs = 5000;
+    private static int s_unrefScans = 1;
+    private static bool s_stackScan = true;
+    private static bool s_trace;
+    private static bool s_disabled = !LeakTracking.Enabled;
+    private static bool s_leaksFound;
+    private static List<Unreferenced> s_last = new();
+    private static Thread? s_autoThread;
+    private static volatile bool s_autoStop;
+    private static int s_autoPeriodSeconds = 600;
+    private static readonly AutoResetEvent s_autoWake = new(false);
+    private static readonly bool s_debug = Environment.GetEnvironmentVariable("KMEMLEAK_DEBUG") is { Length: > 0 } d && d != "0";
+    private static readonly Dictionary<nuint, (uint Stamp, string Trace)> s_traces = new(); // kmem_map offset → stack (trace=on)
+
+    /// <summary>Whether the detector is on (<c>off</c> or <c>KMEMLEAK=off</c> turn it off for good).</summary>
+    public static bool IsEnabled => !s_disabled;
+
+    /// <summary>Minimum age, in ms, before an object can be reported (default 5000; <c>minage=</c>).</summary>
+    public static int MinimumAgeMs => s_minAgeMs;
+
+    /// <summary>Consecutive unreferenced scans before an object is reported (default 1; <c>unref_scans=</c>).</summary>
+    public static int UnreferencedScans => s_unrefScans;
+
+    /// <summary>Whether thread stacks are scanned (<c>stack=on|off</c>; used by the process roots).</summary>
+    public static bool StackScanning => s_stackScan;
+
+    // ---- registration API ----
+
+    /// <summary>kmemleak_alloc: registers foreign memory (not Kmem's) of <paramref name="size"/> bytes. min_count −1 = ignored,
+    /// 0 = a root (scanned, never reported), n ≥ 1 = needs n references.</summary>
+    public static void Alloc(void* ptr, nuint size, int minCount, MallocFlags gfp = MallocFlags.WaitOk,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        CheckGfp(gfp);
+        if (minCount < -1)
+            throw new ArgumentOutOfRangeException(nameof(minCount), minCount, "min_count is -1 (ignore), 0 (root) or a number of references");
+        if (ptr == null || s_disabled)
+            return;
+        if (size == 0 || (nuint)ptr + size < (nuint)ptr)
+            throw new ArgumentOutOfRangeException(nameof(size), size, "the object must have a size and not wrap around");
+        lock (LeakTracking.Lock)
+        {
+            nuint start = (nuint)ptr, end = start + size;
+            bool overlapsKmem = KmemMap.IsStarted && start < (nuint)KmemMap.Base + KmemMap.Size && end > (nuint)KmemMap.Base;
+            bool overlapsForeign = LeakTracking.ForeignRecords.Any(r => start < ~r.Key + r.Size && end > ~r.Key);
+            if (overlapsKmem || overlapsForeign)
+                throw new ArgumentException($"Cannot insert 0x{start:x} into the object search tree (overlaps existing)", nameof(ptr));
+        }
+        LeakRecord r = NewRecord(RecordKind.Foreign, ~(nuint)ptr, size, minCount, member, file, line);
+        LeakTracking.AddForeign(r);
+    }
+
+    /// <summary>kmemleak_alloc_percpu: tracks a per-CPU object again after <see cref="FreePercpu"/> untracked it.</summary>
+    public static void AllocPercpu(PerCpuPtr ptr, nuint size, MallocFlags gfp = MallocFlags.WaitOk)
+    {
+        CheckGfp(gfp);
+        Retrack(ptr.Cookie, "per-CPU objects are registered by Heap.AllocPercpu");
+    }
+
+    /// <summary>kmemleak_vmalloc: tracks a vmalloc area again (min_count 2) after <see cref="Free"/> untracked it.</summary>
+    public static void Vmalloc(VmArea area, nuint size, MallocFlags gfp = MallocFlags.WaitOk)
+    {
+        CheckGfp(gfp);
+        Retrack(area.Addr, "vmalloc areas are registered by Heap.Vmalloc");
+    }
+
+    /// <summary>kmemleak_free: unregisters an object. Foreign memory is forgotten; a Kmem block stops being tracked.</summary>
+    public static void Free(void* ptr)
+    {
+        if (ptr == null || s_disabled)
+            return;
+        if (LeakTracking.RemoveForeign(~(nuint)ptr, out _))
+            return;
+        if (!Paint(ptr, LeakState.Black, exact: true))
+            Debug($"Freeing unknown object at 0x{(nuint)ptr:x}");
+    }
+
+    /// <summary>kmemleak_free_part: unregisters [ptr, ptr+size) of a registered foreign object, keeping the pieces either side.</summary>
+    public static void FreePart(void* ptr, nuint size,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        if (ptr == null || s_disabled)
+            return;
+        LeakRecord? r;
+        lock (LeakTracking.Lock)
+            r = LeakTracking.ForeignContaining((nuint)ptr);
+        if (r is null)
+        {
+            if (Resolve(ptr) is not null)
+                throw new ArgumentException($"0x{(nuint)ptr:x} is Kmem memory; only registered foreign ranges can be freed in part", nameof(ptr));
+            Debug($"Partially freeing unknown object at 0x{(nuint)ptr:x} (size {size})");
+            return;
+        }
+        SplitAround(r, (nuint)ptr - ~r.Key, size, RecordKind.Foreign, member, file, line);
+    }
+
+    /// <summary>kmemleak_free_percpu: stops tracking a per-CPU object.</summary>
+    public static void FreePercpu(PerCpuPtr ptr) => Free(ptr.Cookie);
+
+    /// <summary>kmemleak_update_trace: the object's allocation site and thread become the caller's.</summary>
+    public static void UpdateTrace(void* ptr,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        if (ptr == null || s_disabled)
+            return;
+        uint context = ThreadCaches.Context(ThreadCaches.Current(), CallSites.Intern(member, file, line));
+        TrackedObject? o = Resolve(ptr);
+        if (o is null)
+        {
+            Debug($"Updating stack trace for unknown object at 0x{(nuint)ptr:x}");
+            return;
+        }
+        if (o.Value.Record is { } r)
+            r.Context = context;
+        else
+            SlabMeta.Site(SlabMeta.Of(o.Value.Unit), o.Value.Slot) = context;
+    }
+
+    /// <summary>kmemleak_not_leak: the object becomes a root: always scanned, never reported.</summary>
+    public static void NotLeak(void* ptr)
+    {
+        if (ptr != null && !s_disabled && !Paint(ptr, LeakState.Root, exact: true))
+            Debug($"Trying to color unknown object at 0x{(nuint)ptr:x} as Grey");
+    }
+
+    /// <summary>kmemleak_ignore: the object is neither scanned nor reported.</summary>
+    public static void Ignore(void* ptr)
+    {
+        if (ptr != null && !s_disabled && !Paint(ptr, LeakState.Black, exact: true))
+            Debug($"Trying to color unknown object at 0x{(nuint)ptr:x} as Black");
+    }
+
+    /// <summary>kmemleak_scan_area: only the given areas of the object are scanned from now on. <paramref name="ptr"/> may be
+    /// interior; <see cref="nuint.MaxValue"/> means "to the end"; an area past the object's end is an error.</summary>
+    public static void ScanArea(void* ptr, nuint size, MallocFlags gfp = MallocFlags.WaitOk)
+    {
+        CheckGfp(gfp);
+        if (ptr == null || size == 0 || s_disabled)
+            return;
+        TrackedObject? o = Resolve(ptr);
+        if (o is null)
+        {
+            Debug($"Adding scan area to unknown object at 0x{(nuint)ptr:x}");
+            return;
+        }
+        nuint start = StartOf(o.Value), objSize = SizeOf(o.Value);
+        nuint offset = (nuint)ptr - start;
+        nuint length = size == nuint.MaxValue ? objSize - offset : size;
+        if (offset + length > objSize || offset + length < offset)
+            throw new ArgumentException($"Scan area larger than object 0x{start:x}", nameof(size));
+        lock (LeakTracking.Lock)
+        {
+            List<(nuint, nuint)> areas;
+            if (o.Value.Record is { } r)
+                areas = r.Areas ??= new();
+            else if (!LeakScanner.SlabAreas.TryGetValue(start - (nuint)KmemMap.Base, out areas!))
+                LeakScanner.SlabAreas[start - (nuint)KmemMap.Base] = areas = new();
+            areas.Add((offset, length));
+        }
+    }
+
+    /// <summary>kmemleak_no_scan: the object's contents are never scanned (it can still be referenced).</summary>
+    public static void NoScan(void* ptr)
+    {
+        if (ptr != null && !s_disabled && !Paint(ptr, LeakState.NoScan, exact: true))
+            Debug($"Not scanning unknown object at 0x{(nuint)ptr:x}");
+    }
+
+    /// <summary>kmemleak_alloc_phys: registers an object known by physical address. It is scanned while its region is mapped;
+    /// min_count 0 makes it a root; with min_count ≥ 1 it is reported like any other object when nothing refers to it
+    /// (a reference is a word holding its physical address, or its current virtual address).</summary>
+    public static void AllocPhys(ulong phys, nuint size, int minCount, MallocFlags gfp = MallocFlags.WaitOk,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        CheckGfp(gfp);
+        if (minCount < -1)
+            throw new ArgumentOutOfRangeException(nameof(minCount), minCount, "min_count is -1 (ignore), 0 (root) or a number of references");
+        if (phys == 0 || s_disabled)
+            return;
+        if (size == 0)
+            throw new ArgumentOutOfRangeException(nameof(size), size, "the object must have a size");
+        lock (LeakTracking.Lock)
+            if (LeakTracking.PhysRecords.Any(r => phys < (ulong)r.Key + r.Size && phys + size > (ulong)r.Key))
+                throw new ArgumentException($"Cannot insert 0x{phys:x} into the object search tree (overlaps existing)", nameof(phys));
+        LeakTracking.AddPhys(NewRecord(RecordKind.Phys, (nuint)phys, size, minCount, member, file, line));
+    }
+
+    /// <summary>kmemleak_free_part_phys.</summary>
+    public static void FreePartPhys(ulong phys, nuint size,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        if (phys == 0 || s_disabled)
+            return;
+        LeakRecord? r;
+        lock (LeakTracking.Lock)
+            r = LeakTracking.PhysContaining(phys);
+        if (r is null)
+        {
+            Debug($"Partially freeing unknown object at 0x{phys:x} (size {size})");
+            return;
+        }
+        SplitAround(r, (nuint)(phys - (ulong)r.Key), size, RecordKind.Phys, member, file, line);
+    }
+
+    /// <summary>kmemleak_not_leak_phys.</summary>
+    public static void NotLeakPhys(ulong phys) => PaintPhys(phys, LeakState.Root, "Grey");
+
+    /// <summary>kmemleak_ignore_phys.</summary>
+    public static void IgnorePhys(ulong phys) => PaintPhys(phys, LeakState.Black, "Black");
+
+    /// <summary>kmemleak_transient_leak: resets the object's checksum, so the next scan treats it as changed.</summary>
+    public static void TransientLeak(void* ptr)
+    {
+        if (ptr == null || s_disabled)
+            return;
+        TrackedObject? o = Resolve(ptr);
+        if (o is null || StartOf(o.Value) != (nuint)ptr)
+        {
+            Debug($"Not resetting the checksum of an unknown object at 0x{(nuint)ptr:x}");
+            return;
+        }
+        if (o.Value.Record is { } r)
+            r.Crc = LeakStates.NoCrc;
+        else
+            SlabMeta.Crc(SlabMeta.Of(o.Value.Unit), o.Value.Slot) = LeakStates.NoCrc;
+    }
+
+    // ---- control and reports ----
+
+    /// <summary>
+    /// A command, as written to /sys/kernel/debug/kmemleak: <c>off</c>, <c>stack=on|off</c>, <c>scan=on|off</c>,
+    /// <c>scan=&lt;secs&gt;</c>, <c>scan</c>, <c>clear</c>, <c>dump=&lt;addr&gt;</c>, and Kmem's <c>minage=&lt;ms&gt;</c>,
+    /// <c>unref_scans=&lt;n&gt;</c>, <c>trace=on|off</c>. Returns the output (dump, scan), else "".
+    /// </summary>
+    public static string Write(string command)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        string c = command.Trim();
+        if (c == "clear")
+        {
+            Clear();
+            return "";
+        }
+        if (!IsKnown(c))
+            throw new ArgumentException($"unknown kmemleak command '{command}'", nameof(command));
+        if (s_disabled)
+            throw new InvalidOperationException("kmemleak is disabled; only 'clear' is accepted");
+        switch (c)
+        {
+            case "off":
+                Disable("Kernel memory leak detector disabled");
+                return "";
+            case "stack=on": s_stackScan = true; return "";
+            case "stack=off": s_stackScan = false; return "";
+            case "trace=on": s_trace = true; return "";
+            case "trace=off":
+                s_trace = false;
+                lock (s_traces)
+                    s_traces.Clear();
+                return "";
+            case "scan=on": StartAutoScan(); return "";
+            case "scan=off": StopAutoScan(); return "";
+            case "scan":
+                int n = Scan().NewLeaks.Count;
+                return n > 0 ? $"{n} new suspected memory leaks" : "";
+        }
+        string value = c[(c.IndexOf('=') + 1)..];
+        if (c.StartsWith("scan=", StringComparison.Ordinal))
+        {
+            int secs = ParseNumber(value, 0, int.MaxValue / 1000, command);
+            StopAutoScan();
+            if (secs != 0)
+            {
+                s_autoPeriodSeconds = secs;
+                StartAutoScan();
+            }
+            return "";
+        }
+        if (c.StartsWith("minage=", StringComparison.Ordinal))
+        {
+            s_minAgeMs = ParseNumber(value, 0, int.MaxValue, command);
+            return "";
+        }
+        if (c.StartsWith("unref_scans=", StringComparison.Ordinal))
+        {
+            s_unrefScans = ParseNumber(value, 1, LeakStates.MaxUnref, command);
+            return "";
+        }
+        // dump=<addr>
+        ulong addr = ParseAddress(value, command);
+        return Dump((void*)addr);
+    }
+
+    private static bool IsKnown(string c) =>
+        c is "off" or "stack=on" or "stack=off" or "trace=on" or "trace=off" or "scan=on" or "scan=off" or "scan"
+        || (c.Length > 5 && c.StartsWith("scan=", StringComparison.Ordinal))
+        || (c.Length > 7 && c.StartsWith("minage=", StringComparison.Ordinal))
+        || (c.Length > 12 && c.StartsWith("unref_scans=", StringComparison.Ordinal))
+        || (c.Length > 5 && c.StartsWith("dump=", StringComparison.Ordinal));
+
+    private static int ParseNumber(string text, int min, int max, string command)
+    {
+        bool ok = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            ? long.TryParse(text.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out long v)
+            : long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out v);
+        if (!ok || v < min || v > max)
+            throw new ArgumentException($"kmemleak command '{command}': '{text}' is not a number from {min} to {max}", nameof(command));
+        return (int)v;
+    }
+
+    private static ulong ParseAddress(string text, string command)
+    {
+        bool ok = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            ? ulong.TryParse(text.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong v)
+            : ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out v);
+        if (!ok)
+            throw new ArgumentException($"kmemleak command '{command}': '{text}' is not an address", nameof(command));
+        return v;
+    }
+
+    /// <summary>The report: every reported object still unreferenced, in allocation order, in the kernel's format.</summary>
+    public static string Read()
+    {
+        var o = new StringBuilder();
+        lock (s_scanLock)
+        {
+            foreach (Unreferenced u in s_last)
+                if (StillThere(u))
+                    LeakReportFormatter.AppendReport(o, u, TraceOf(u));
+        }
+        return o.ToString();
+    }
+
+    /// <summary>Runs a scan now and returns what it found. The text report is <see cref="Read"/>.</summary>
+    public static LeakScanResult Scan()
+    {
+        if (s_disabled)
+            throw new InvalidOperationException("kmemleak is disabled; only 'clear' is accepted");
+        lock (s_scanLock)
+        {
+            KmemMap.EnsureStarted();
+            ScanOutcome outcome;
+            long start = LeakScanner.NowMs;
+            try
+            {
+                outcome = LeakScanner.Run(s_minAgeMs, s_unrefScans, static () => s_disabled);
+            }
+            catch (OutOfMemoryException)
+            {
+                Disable("Cannot allocate a kmemleak_object structure");
+                throw;
+            }
+            s_last = outcome.Unreferenced;
+            if (outcome.NewLeaks > 0)
+            {
+                s_leaksFound = true;
+                KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmemleak: {outcome.NewLeaks} new suspected memory leaks (see Kmemleak.Read())");
+            }
+            var reports = outcome.Unreferenced.Select(u => LeakReportFormatter.ToReport(u, start)).ToList();
+            return new LeakScanResult(reports, new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration));
+        }
+    }
+
+    // ---- internals ----
+
+    private static void Clear()
+    {
+        lock (s_scanLock)
+        {
+            if (s_disabled)
+            {
+                LeakTracking.DropAll();
+                s_last = new();
+                return;
+            }
+            // Every reported, currently unreferenced object is painted gray: never reported again, scanned as a root.
+            foreach (Unreferenced u in s_last)
+                if (StillThere(u))
+                    LeakScanner.StateOf(u.Object) |= LeakState.Root;
+            s_last = new();
+            s_leaksFound = false;
+        }
+    }
+
+    private static void Disable(string message)
+    {
+        if (s_disabled)
+            return;
+        s_disabled = true;
+        LeakTracking.Enabled = false;
+        StopAutoScan();
+        KmemDiagnostics.Publish(KmemMessageKind.Warning, "kmemleak: " + message);
+        if (s_leaksFound)
+            KmemDiagnostics.Publish(KmemMessageKind.Warning,
+                "kmemleak: Kmemleak disabled without freeing internal data. Reclaim the memory with Kmemleak.Write(\"clear\").");
+    }
+
+    private static string Dump(void* addr)
+    {
+        TrackedObject? o = Resolve(addr);
+        LeakRecord? phys = null;
+        if (o is null)
+        {
+            lock (LeakTracking.Lock)
+                phys = LeakTracking.PhysContaining((ulong)addr);
+            if (phys is null)
+                throw new ArgumentException($"Unknown object at 0x{(nuint)addr:x}");
+            o = new TrackedObject(phys, 0, 0);
+        }
+        TrackedObject obj = o.Value;
+        LeakState state = LeakScanner.StateOf(obj);
+        int minCount = (state & LeakState.Black) != 0 ? -1 : (state & LeakState.Root) != 0 ? 0 : obj.Record?.MinCount ?? 1;
+        uint context = obj.Record?.Context ?? SlabMeta.Site(SlabMeta.Of(obj.Unit), obj.Slot);
+        uint crc = obj.Record?.Crc ?? SlabMeta.Crc(SlabMeta.Of(obj.Unit), obj.Slot);
+        int flags = 0x01 | ((state & LeakState.Reported) != 0 ? 0x02 : 0) | ((state & LeakState.NoScan) != 0 ? 0x04 : 0)
+            | (obj.Record?.Kind == RecordKind.Phys ? 0x10 : 0) | (obj.Record?.Kind == RecordKind.PerCpu ? 0x20 : 0);
+        string kind = obj.Record?.Kind switch { RecordKind.PerCpu => " (percpu)", RecordKind.Phys => " (phys)", _ => "" };
+        AllocContexts.ThreadInfo thread = AllocContexts.ThreadOf(context);
+        var o2 = new StringBuilder();
+        o2.Append($"Object{kind} 0x{(obj.Record?.Kind == RecordKind.Phys ? (nuint)obj.Record.Key : StartOf(obj)):x} (size {SizeOf(obj)}):\n");
+        o2.Append($"  comm \"{thread.Name}\", pid {thread.OsThreadId}, jiffies {(obj.Record is null ? 0 : obj.Record.Stamp)}\n");
+        o2.Append($"  min_count = {minCount}\n  count = {obj.Record?.Count ?? 0}\n  flags = 0x{flags:x}\n  checksum = {crc}\n");
+        o2.Append("  backtrace:\n    ").Append(AllocContexts.Describe(context)).Append('\n');
+        return o2.ToString();
+    }
+
+    private static bool StillThere(Unreferenced u)
+    {
+        if (u.Object.Record is { } r)
+        {
+            lock (LeakTracking.Lock)
+                return r.Kind switch
+                {
+                    RecordKind.Foreign => LeakTracking.ForeignRecords.Contains(r),
+                    RecordKind.Phys => LeakTracking.PhysRecords.Contains(r),
+                    _ => LeakTracking.TryGetKmem(r.Key, out LeakRecord? live) && live == r,
+                };
+        }
+        byte* meta = SlabMeta.Of(u.Object.Unit);
+        return SlabMeta.Owner(meta, u.Object.Slot) != 0 && SlabMeta.Stamp(meta, u.Object.Slot) == u.Stamp;
+    }
+
+    private static string? TraceOf(Unreferenced u)
+    {
+        lock (s_traces)
+            return u.Kind is null or RecordKind.Large or RecordKind.Vmalloc or RecordKind.PerCpu
+                && s_traces.TryGetValue(u.Offset, out var t) && t.Stamp == u.Stamp ? t.Trace : null;
+    }
+
+    private static TrackedObject? Resolve(void* p) => LeakScanner.Resolve((nuint)p);
+
+    private static nuint StartOf(TrackedObject o)
+    {
+        if (o.Record is { } r)
+            return r.Kind switch { RecordKind.Foreign => ~r.Key, RecordKind.Phys => r.Key, _ => (nuint)KmemMap.Base + r.Key };
+        return (nuint)(KmemMap.UnitAddress(o.Unit) + (nuint)o.Slot * SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class));
+    }
+
+    private static nuint SizeOf(TrackedObject o) => o.Record?.Size ?? SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
+
+    // Sets a state bit on the object starting exactly at ptr; false if there is none.
+    private static bool Paint(void* ptr, LeakState bit, bool exact)
+    {
+        TrackedObject? o = Resolve(ptr);
+        if (o is null || (exact && StartOf(o.Value) != (nuint)ptr))
+        {
+            if (o is not null)
+                Debug($"Found object by alias at 0x{(nuint)ptr:x}");
+            return false;
+        }
+        lock (LeakTracking.Lock)
+            LeakScanner.StateOf(o.Value) |= bit;
+        return true;
+    }
+
+    /// <summary>Marks a Kmem block (used by the allocators, e.g. vmalloc descriptors as roots).</summary>
+    internal static void MarkKmemBlock(void* ptr, LeakState bit)
+    {
+        if (LeakTracking.Enabled)
+            Paint(ptr, bit, exact: true);
+    }
+
+    private static void PaintPhys(ulong phys, LeakState bit, string colour)
+    {
+        if (phys == 0 || s_disabled)
+            return;
+        lock (LeakTracking.Lock)
+        {
+            LeakRecord? r = LeakTracking.PhysContaining(phys);
+            if (r is null || (ulong)r.Key != phys)
+                Debug($"Trying to color unknown object at 0x{phys:x} as {colour}");
+            else
+                r.State |= bit;
+        }
+    }
+
+    private static void Retrack(void* start, string what)
+    {
+        if (start == null || s_disabled)
+            return;
+        TrackedObject? o = Resolve(start);
+        if (o is null || StartOf(o.Value) != (nuint)start)
+            throw new ArgumentException($"0x{(nuint)start:x} is not a Kmem object: {what}");
+        lock (LeakTracking.Lock)
+        {
+            ref LeakState s = ref LeakScanner.StateOf(o.Value);
+            if ((s & LeakState.Black) == 0)
+                throw new ArgumentException($"Cannot insert 0x{(nuint)start:x} into the object search tree (overlaps existing)");
+            s &= ~LeakState.Black;
+        }
+    }
+
+    private static LeakRecord NewRecord(RecordKind kind, nuint key, nuint size, int minCount, string member, string file, int line)
+    {
+        byte* tc = ThreadCaches.Current();
+        uint context = ThreadCaches.Context(tc, CallSites.Intern(member, file, line));
+        (uint thread, uint stamp) = LeakTracking.Birth(tc);
+        LeakState state = minCount == -1 ? LeakState.Black : minCount == 0 ? LeakState.Root : LeakState.None;
+        return new LeakRecord { Kind = kind, Key = key, Size = size, MinCount = Math.Max(minCount, 0), State = state, Context = context, Thread = thread, Stamp = stamp };
+    }
+
+    private static void SplitAround(LeakRecord r, nuint offset, nuint size, RecordKind kind, string member, string file, int line)
+    {
+        nuint start = kind == RecordKind.Foreign ? ~r.Key : r.Key;
+        nuint cut = start + offset, cutEnd = size > r.Size - offset ? start + r.Size : cut + size;
+        lock (LeakTracking.Lock)
+        {
+            if (kind == RecordKind.Foreign)
+                LeakTracking.RemoveForeign(r.Key, out _);
+            else
+                LeakTracking.RemovePhys(r.Key, out _);
+        }
+        int minCount = (r.State & LeakState.Black) != 0 ? -1 : (r.State & LeakState.Root) != 0 ? 0 : r.MinCount;
+        if (cut > start)
+            AddPiece(kind, start, cut - start, minCount, member, file, line);
+        if (cutEnd < start + r.Size)
+            AddPiece(kind, cutEnd, start + r.Size - cutEnd, minCount, member, file, line);
+    }
+
+    private static void AddPiece(RecordKind kind, nuint start, nuint size, int minCount, string member, string file, int line)
+    {
+        LeakRecord piece = NewRecord(kind, kind == RecordKind.Foreign ? ~start : start, size, minCount, member, file, line);
+        if (kind == RecordKind.Foreign)
+            LeakTracking.AddForeign(piece);
+        else
+            LeakTracking.AddPhys(piece);
+    }
+
+    private static void CheckGfp(MallocFlags gfp)
+    {
+        if ((gfp & ~(MallocFlags.NoWait | MallocFlags.Zero | MallocFlags.CanFail)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(gfp), gfp, "unknown flags");
+    }
+
+    private static void Debug(string message)
+    {
+        if (s_debug)
+            KmemDiagnostics.Publish(KmemMessageKind.Warning, "kmemleak: " + message);
+    }
+
+    /// <summary>Records the managed stack of a new Kmem block when <c>trace=on</c> (called by the allocator).</summary>
+    internal static bool TraceOn => s_trace;
+
+    internal static void RecordTrace(void* block, uint stamp)
+    {
+        // Frames above Kmem's own: the allocation API and this method are skipped.
+        string trace = new StackTrace(2, fNeedFileInfo: true).ToString();
+        lock (s_traces)
+            s_traces[(nuint)((byte*)block - KmemMap.Base)] = (stamp, trace);
+    }
+
+    // ---- automatic scanning ----
+
+    private static void StartAutoScan()
+    {
+        lock (s_scanLock)
+        {
+            if (s_autoThread is not null)
+                return;
+            s_autoStop = false;
+            s_autoThread = new Thread(AutoScanLoop) { IsBackground = true, Name = "kmemleak", Priority = ThreadPriority.BelowNormal };
+            s_autoThread.Start();
+        }
+        KmemDiagnostics.Publish(KmemMessageKind.Warning, "kmemleak: Automatic memory scanning thread started");
+    }
+
+    private static void StopAutoScan()
+    {
+        Thread? t;
+        lock (s_scanLock)
+        {
+            t = s_autoThread;
+            s_autoThread = null;
+            s_autoStop = true;
+        }
+        if (t is null)
+            return;
+        s_autoWake.Set();
+        if (t != Thread.CurrentThread)
+            t.Join();
+        KmemDiagnostics.Publish(KmemMessageKind.Warning, "kmemleak: Automatic memory scanning thread ended");
+    }
+
+    private static void AutoScanLoop()
+    {
+        // First scan after 60 s, then a pause of the period from the end of one scan to the start of the next.
+        int wait = Math.Min(60, s_autoPeriodSeconds) * 1000;
+        while (!s_autoStop)
+        {
+            s_autoWake.WaitOne(wait);
+            if (s_autoStop || s_disabled)
+                return;
+            try
+            {
+                Scan();
+            }
+            catch (InvalidOperationException)
+            {
+                return;
+            }
+            wait = s_autoPeriodSeconds * 1000;
+        }
+    }
+}

@@ -1,0 +1,646 @@
+// Leak/LeakScanner.cs — one kmemleak scan: whiten, mark from the roots through a gray work list (aligned words, a quick
+// range reject, O(1) page-map lookup for Kmem memory and a sorted table for foreign ranges), give changed blocks a
+// second chance (CRC32C), confirm candidates with a second marking pass, then decide what is unreferenced. It reads the
+// allocator's tables and never calls into its hot paths.
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using Kmem.Caches;
+using Kmem.Pages;
+using Kmem.Slabs;
+
+namespace Kmem.Leak;
+
+/// <summary>An object the detector tracks: a slab block (unit, slot) or a record.</summary>
+internal readonly record struct TrackedObject(LeakRecord? Record, uint Unit, uint Slot)
+{
+    public bool IsSlab => Record is null;
+}
+
+/// <summary>What a scan found about one unreferenced object.</summary>
+internal sealed class Unreferenced
+{
+    public required TrackedObject Object;
+    public required nuint Offset;     // kmem_map offset, ~address (foreign) or physical address
+    public required RecordKind? Kind; // null: slab block
+    public required nuint Size;
+    public required ushort TypeIndex;
+    public required uint Context;
+    public required uint Thread;
+    public required uint Stamp;
+    public required int BornBeforeScan; // index of the first scan known to start after the birth
+    public required long BirthMs;       // lower bound of the birth time, ms since start
+    public required int MinCount;
+    public required int Count;
+    public required LeakState State;
+    public required uint Crc;
+    public bool Direct = true;
+    public bool New;
+}
+
+internal sealed class ScanOutcome
+{
+    public required List<Unreferenced> Unreferenced;   // reported and unreferenced now, in allocation order
+    public required int NewLeaks;
+    public required long Objects;
+    public required long BytesScanned;
+    public required TimeSpan Duration;
+}
+
+internal static unsafe class LeakScanner
+{
+    private static readonly long s_start = Environment.TickCount64;
+    public static long NowMs => Environment.TickCount64 - s_start;
+
+    // Scan history: start time and each thread's sequence number at that start (birth bounds).
+    private sealed record ScanMark(long StartMs, Dictionary<uint, uint> Watermarks);
+    private static readonly List<ScanMark> s_history = new();
+    private const int HistoryLength = 64;
+    private static readonly Dictionary<uint, uint> s_deadThreads = new(); // final sequence of threads that ended
+
+    // Per-scan state.
+    private static Dictionary<uint, ulong[]> s_gray = new();
+    private static readonly Queue<TrackedObject> s_work = new();
+    private static nuint[] s_foreignKeys = Array.Empty<nuint>(); // ~start, ascending
+    private static LeakRecord[] s_foreignRecords = Array.Empty<LeakRecord>();
+    private static nuint s_foreignMin, s_foreignMax;
+    private static long s_bytesScanned;
+    private static TrackedObject s_current;
+
+    /// <summary>Slab blocks' scan areas and excess references, by kmem_map offset (set through the API).</summary>
+    public static readonly Dictionary<nuint, List<(nuint Offset, nuint Length)>> SlabAreas = new();
+
+    /// <summary>Records the final sequence of a thread that ended (called when its cache retires).</summary>
+    public static void ThreadEnded(uint ordinal, uint sequence)
+    {
+        lock (s_deadThreads)
+            s_deadThreads[ordinal] = sequence;
+    }
+
+    public static ScanOutcome Run(int minAgeMs, int unrefScans, Func<bool> cancelled)
+    {
+        long t0 = Environment.TickCount64;
+        s_bytesScanned = 0;
+        ScanMark mark = BeginScan();
+        int scanIndex = s_history.Count - 1;
+
+        List<TrackedObject> all = CollectObjects();
+        var candidates = Mark(all, secondChance: true);
+        if (candidates.Count > 0 && !cancelled())
+        {
+            // Confirmation: a second marking pass; only what stays unreferenced through both is a candidate.
+            var again = Mark(all, secondChance: false);
+            candidates.IntersectWith(again);
+        }
+
+        var found = new List<Unreferenced>();
+        int newLeaks = 0;
+        foreach (TrackedObject o in all)
+        {
+            ref LeakState state = ref StateOf(o);
+            if ((state & (LeakState.Black | LeakState.Root)) != 0)
+                continue;
+            if (!candidates.Contains(o))
+            {
+                state = LeakStates.WithUnref(state, 0);
+                continue;
+            }
+            (uint thread, uint stamp) = BirthOf(o);
+            int bornBefore = FirstScanAfterBirth(thread, stamp);
+            if (bornBefore < 0 || bornBefore > scanIndex)
+                continue; // allocated during this scan
+            if (s_history[bornBefore].StartMs + minAgeMs > mark.StartMs)
+                continue; // too young (measured from this scan's start)
+            int unref = LeakStates.Unref(state) + 1;
+            state = LeakStates.WithUnref(state, unref);
+            if (unref < unrefScans)
+                continue;
+            bool isNew = (state & LeakState.Reported) == 0;
+            if (isNew)
+            {
+                state |= LeakState.Reported;
+                newLeaks++;
+            }
+            Unreferenced u = Describe(o, thread, stamp, bornBefore);
+            u.New = isNew;
+            found.Add(u);
+        }
+        Classify(found);
+        found.Sort(static (a, b) => a.BornBeforeScan != b.BornBeforeScan ? a.BornBeforeScan.CompareTo(b.BornBeforeScan)
+            : a.Thread != b.Thread ? a.Thread.CompareTo(b.Thread) : a.Stamp.CompareTo(b.Stamp));
+        s_gray = new();
+        return new ScanOutcome
+        {
+            Unreferenced = found,
+            NewLeaks = newLeaks,
+            Objects = all.Count,
+            BytesScanned = s_bytesScanned,
+            Duration = TimeSpan.FromMilliseconds(Environment.TickCount64 - t0),
+        };
+    }
+
+    // ---- birth bounds ----
+
+    private static ScanMark BeginScan()
+    {
+        var marks = new Dictionary<uint, uint>();
+        lock (ThreadCaches.Lock)
+        {
+            foreach (nint tc in ThreadCaches.LiveUnderLock)
+            {
+                ThreadHeader* h = ThreadCaches.Header((byte*)tc);
+                marks[h->Ordinal] = Volatile.Read(ref h->Sequence);
+            }
+        }
+        lock (s_deadThreads)
+            foreach ((uint t, uint seq) in s_deadThreads)
+                marks[t] = seq;
+        var mark = new ScanMark(NowMs, marks);
+        s_history.Add(mark);
+        if (s_history.Count > HistoryLength)
+        {
+            // Keep the first entry (the oldest bound) and the most recent ones.
+            s_history.RemoveAt(1);
+        }
+        return mark;
+    }
+
+    // The index of the first remembered scan that started after the object was born, or −1 if none did.
+    private static int FirstScanAfterBirth(uint thread, uint stamp)
+    {
+        for (int i = 0; i < s_history.Count; i++)
+            if (s_history[i].Watermarks.TryGetValue(thread, out uint w) && stamp <= w)
+                return i;
+        return -1;
+    }
+
+    // ---- collecting and marking ----
+
+    private static List<TrackedObject> CollectObjects()
+    {
+        var all = new List<TrackedObject>();
+        foreach (uint unit in ClassDepot.AllSlabs())
+        {
+            UnitInfo* e = PageMap.Entry(unit);
+            uint n = SizeClasses.BlocksPerSlab(e->Class);
+            byte* meta = SlabMeta.Of(unit);
+            for (uint slot = 0; slot < n; slot++)
+                if (SlabMeta.Owner(meta, slot) != 0)
+                    all.Add(new TrackedObject(null, unit, slot));
+        }
+        lock (LeakTracking.Lock)
+        {
+            foreach (LeakRecord r in LeakTracking.KmemRecords)
+                all.Add(new TrackedObject(r, 0, 0));
+            var foreign = new List<LeakRecord>(LeakTracking.ForeignRecords);
+            foreign.Sort(static (a, b) => a.Key.CompareTo(b.Key));
+            s_foreignRecords = foreign.ToArray();
+            s_foreignKeys = foreign.Select(r => r.Key).ToArray();
+            s_foreignMin = foreign.Count == 0 ? 1 : foreign.Min(r => ~r.Key);
+            s_foreignMax = foreign.Count == 0 ? 0 : foreign.Max(r => ~r.Key + r.Size);
+            foreach (LeakRecord r in foreign)
+                all.Add(new TrackedObject(r, 0, 0));
+            foreach (LeakRecord r in LeakTracking.PhysRecords)
+                all.Add(new TrackedObject(r, 0, 0));
+        }
+        return all;
+    }
+
+    // One marking pass; returns the white, allocated, non-root objects (the candidates).
+    private static HashSet<TrackedObject> Mark(List<TrackedObject> all, bool secondChance)
+    {
+        s_gray = new Dictionary<uint, ulong[]>();
+        foreach (TrackedObject o in all)
+            if (o.Record is { } r)
+            {
+                r.Count = 0;
+                r.Gray = false;
+            }
+        // Roots: min_count 0 objects, and physical objects (scanned while mapped).
+        foreach (TrackedObject o in all)
+        {
+            LeakState s = StateOf(o);
+            if ((s & LeakState.Black) != 0)
+                continue;
+            if ((s & LeakState.Root) != 0 || o.Record is { MinCount: 0 })
+                Gray(o);
+        }
+        Drain();
+        if (secondChance)
+        {
+            // A white block whose contents changed since the last scan is gray for this scan only (kmemleak's rule).
+            foreach (TrackedObject o in all)
+            {
+                if (IsGray(o) || (StateOf(o) & (LeakState.Black | LeakState.Root)) != 0 || !IsLive(o))
+                    continue;
+                uint crc = Checksum(o);
+                ref uint stored = ref CrcOf(o);
+                if (crc != stored)
+                {
+                    stored = crc;
+                    Gray(o);
+                }
+            }
+            Drain();
+        }
+        var white = new HashSet<TrackedObject>();
+        foreach (TrackedObject o in all)
+            if (!IsGray(o) && (StateOf(o) & (LeakState.Black | LeakState.Root)) == 0 && IsLive(o))
+                white.Add(o);
+        return white;
+    }
+
+    private static void Drain()
+    {
+        while (s_work.TryDequeue(out TrackedObject o))
+            ScanObject(o);
+    }
+
+    private static void Gray(TrackedObject o)
+    {
+        if (o.Record is { } r)
+        {
+            if (r.Gray)
+                return;
+            r.Gray = true;
+        }
+        else
+        {
+            ulong[] bits = GrayBits(o.Unit);
+            ref ulong w = ref bits[o.Slot >> 6];
+            ulong bit = 1UL << (int)(o.Slot & 63);
+            if ((w & bit) != 0)
+                return;
+            w |= bit;
+        }
+        s_work.Enqueue(o);
+    }
+
+    private static ulong[] GrayBits(uint unit)
+    {
+        if (!s_gray.TryGetValue(unit, out ulong[]? bits))
+            s_gray.Add(unit, bits = new ulong[(SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class) + 63) / 64]);
+        return bits;
+    }
+
+    private static bool IsGray(TrackedObject o) =>
+        o.Record is { } r ? r.Gray : s_gray.TryGetValue(o.Unit, out ulong[]? b) && (b[o.Slot >> 6] & (1UL << (int)(o.Slot & 63))) != 0;
+
+    private static bool IsLive(TrackedObject o) => o.Record is not null || SlabMeta.Owner(SlabMeta.Of(o.Unit), o.Slot) != 0;
+
+    public static ref LeakState StateOf(TrackedObject o)
+    {
+        if (o.Record is { } r)
+            return ref r.State;
+        return ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(SlabMeta.Of(o.Unit), o.Slot));
+    }
+
+    private static ref uint CrcOf(TrackedObject o)
+    {
+        if (o.Record is { } r)
+            return ref r.Crc;
+        return ref SlabMeta.Crc(SlabMeta.Of(o.Unit), o.Slot);
+    }
+
+    private static (uint Thread, uint Stamp) BirthOf(TrackedObject o)
+    {
+        if (o.Record is { } r)
+            return (r.Thread, r.Stamp);
+        byte* meta = SlabMeta.Of(o.Unit);
+        uint context = SlabMeta.Site(meta, o.Slot);
+        return (Diagnostics.AllocContexts.ThreadOrdinalOf(context), SlabMeta.Stamp(meta, o.Slot));
+    }
+
+    // ---- reading objects ----
+
+    /// <summary>Calls <paramref name="visit"/> for each readable range of the object (scan areas honoured).</summary>
+    private static void ForEachRange(TrackedObject o, bool forChecksum, RangeVisitor visit)
+    {
+        if (o.Record is not { } r)
+        {
+            uint size = SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
+            byte* p = KmemMap.UnitAddress(o.Unit) + (nuint)o.Slot * size;
+            if (!forChecksum && SlabAreas.Count > 0 && SlabAreas.TryGetValue((nuint)(p - KmemMap.Base), out var areas))
+            {
+                foreach ((nuint off, nuint len) in areas)
+                    visit(p + off, Math.Min(len, size - off));
+                return;
+            }
+            visit(p, size);
+            return;
+        }
+        switch (r.Kind)
+        {
+            case RecordKind.Large:
+            case RecordKind.Vmalloc:
+                // These can be unmapped by a concurrent free: read under the gate, and only while still registered.
+                lock (KmemMap.UnmapGate)
+                {
+                    if (LeakTracking.TryGetKmem(r.Key, out LeakRecord? live) && live == r)
+                        VisitRecord(r, KmemMap.Base + r.Key, forChecksum, visit);
+                }
+                break;
+            case RecordKind.PerCpu:
+                for (int cpu = 0; cpu < PerCpuAllocator.Copies; cpu++)
+                    VisitRecord(r, KmemMap.Base + r.Key + (nuint)cpu * KmemMap.UnitSize, forChecksum, visit);
+                break;
+            case RecordKind.Foreign:
+                VisitRecord(r, (byte*)~r.Key, forChecksum, visit);
+                break;
+            case RecordKind.Phys:
+                lock (KmemMap.UnmapGate)
+                {
+                    byte* v = (byte*)Heap.PhysToVirt(r.Key);
+                    if (v != null)
+                        VisitRecord(r, v, forChecksum, visit);
+                }
+                break;
+        }
+    }
+
+    private static void VisitRecord(LeakRecord r, byte* start, bool forChecksum, RangeVisitor visit)
+    {
+        if (!forChecksum && r.Areas is { Count: > 0 } areas)
+        {
+            foreach ((nuint off, nuint len) in areas)
+                visit(start + off, Math.Min(len, r.Size - off));
+            return;
+        }
+        visit(start, r.Size);
+    }
+
+    private delegate void RangeVisitor(byte* start, nuint length);
+
+    private static readonly RangeVisitor s_scanRange = ScanRange;
+
+    private static void ScanObject(TrackedObject o)
+    {
+        if ((StateOf(o) & LeakState.NoScan) != 0 || !IsLive(o))
+            return;
+        s_current = o;
+        ForEachRange(o, forChecksum: false, s_scanRange);
+        s_current = default;
+    }
+
+    /// <summary>Scans a root range that is not a tracked object (the process roots of a later layer).</summary>
+    public static void ScanRoot(byte* start, nuint length)
+    {
+        s_current = default;
+        ScanRange(start, length);
+    }
+
+    private static void ScanRange(byte* start, nuint length)
+    {
+        nuint first = ((nuint)start + 7) & ~(nuint)7;
+        nuint end = (nuint)start + length;
+        s_bytesScanned += (long)length;
+        nuint kmemBase = (nuint)KmemMap.Base, kmemSize = KmemMap.Size;
+        for (nuint w = first; w + 8 <= end; w += 8)
+        {
+            nuint v = *(nuint*)w;
+            if (v - kmemBase < kmemSize)
+                ReferenceKmem(v);
+            else if (v - s_foreignMin < s_foreignMax - s_foreignMin)
+                ReferenceForeign(v);
+        }
+    }
+
+    private static void ReferenceKmem(nuint v)
+    {
+        nuint off = v - (nuint)KmemMap.Base;
+        UnitInfo* e = PageMap.Lookup((void*)v);
+        if (e == null)
+            return;
+        switch (e->Kind)
+        {
+            case UnitKind.Slab:
+            {
+                uint unit = (uint)(off >> KmemMap.UnitShift);
+                int cls = e->Class;
+                uint slot = SizeClasses.SlotOf(cls, off & KmemMap.UnitMask);
+                if (slot >= SizeClasses.BlocksPerSlab(cls))
+                    return;
+                byte* meta = SlabMeta.Of(unit);
+                ushort owner = SlabMeta.Owner(meta, slot);
+                if (owner == 0)
+                    return;
+                var target = new TrackedObject(null, unit, slot);
+                if (target == s_current)
+                    return; // a block's reference to itself does not count
+                LeakState s = (LeakState)SlabMeta.Leak(meta, slot);
+                if ((s & LeakState.Black) != 0)
+                    return;
+                if (IsGray(target))
+                {
+                    // excess_ref: a reference to a (gray) vmalloc descriptor counts for its area.
+                    if (owner == Heap.VmAreaType.Index)
+                        ReferenceArea(KmemMap.UnitAddress(unit) + (nuint)slot * SizeClasses.SizeOf(cls));
+                    return;
+                }
+                Gray(target);
+                return;
+            }
+            case UnitKind.LargeHead:
+            case UnitKind.LargeTail:
+            case UnitKind.VmallocHead:
+            case UnitKind.VmallocTail:
+            {
+                uint head = e->Kind is UnitKind.LargeHead or UnitKind.VmallocHead ? (uint)(off >> KmemMap.UnitShift) : e->Head;
+                nuint key = ((nuint)head << KmemMap.UnitShift) + (e->Kind is UnitKind.VmallocHead or UnitKind.VmallocTail ? (nuint)KmemMap.PageSize : 0);
+                if (LeakTracking.TryGetKmem(key, out LeakRecord? r) && off - key < r.Size)
+                    Count(r);
+                return;
+            }
+            case UnitKind.PerCpu:
+            {
+                byte* cookie = PerCpuAllocator.FindContaining((byte*)v);
+                if (cookie != null && LeakTracking.TryGetKmem((nuint)(cookie - KmemMap.Base), out LeakRecord? r))
+                    Count(r);
+                return;
+            }
+        }
+    }
+
+    private static void ReferenceArea(byte* descriptor)
+    {
+        void* addr = *(void**)descriptor;
+        if (LeakTracking.TryGetKmem((nuint)((byte*)addr - KmemMap.Base), out LeakRecord? area))
+            Count(area);
+    }
+
+    private static void ReferenceForeign(nuint v)
+    {
+        // Keys are ~start, ascending: the record that may contain v is the one with the smallest key ≥ ~v.
+        nuint k = ~v;
+        int lo = 0, hi = s_foreignKeys.Length;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (s_foreignKeys[mid] < k)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < s_foreignKeys.Length)
+        {
+            LeakRecord r = s_foreignRecords[lo];
+            if (v - ~r.Key < r.Size)
+                Count(r);
+        }
+    }
+
+    private static void Count(LeakRecord r)
+    {
+        if (s_current.Record == r || (r.State & LeakState.Black) != 0 || r.Gray)
+            return;
+        if (++r.Count >= r.MinCount)
+            Gray(new TrackedObject(r, 0, 0));
+    }
+
+    // ---- checksum ----
+
+    private static uint Checksum(TrackedObject o)
+    {
+        uint crc = LeakStates.NoCrc;
+        bool any = false;
+        ForEachRange(o, forChecksum: true, (p, n) =>
+        {
+            any = true;
+            crc = Crc32C(crc, p, n);
+        });
+        return any ? crc : LeakStates.NoCrc;
+    }
+
+    private static uint Crc32C(uint crc, byte* p, nuint n)
+    {
+        nuint i = 0;
+        for (; i + 8 <= n; i += 8)
+            crc = BitOperations.Crc32C(crc, *(ulong*)(p + i));
+        for (; i < n; i++)
+            crc = BitOperations.Crc32C(crc, p[i]);
+        return crc;
+    }
+
+    /// <summary>The checksum of an object now (for dump=).</summary>
+    public static uint ChecksumNow(TrackedObject o) => Checksum(o);
+
+    // ---- classification ----
+
+    // Direct: nothing else unreferenced points to it. In an unreachable cycle one member (the oldest) is made direct.
+    private static void Classify(List<Unreferenced> found)
+    {
+        if (found.Count == 0)
+            return;
+        var index = new Dictionary<TrackedObject, int>();
+        for (int i = 0; i < found.Count; i++)
+            index[found[i].Object] = i;
+        var edges = new List<int>[found.Count];
+        var inDegree = new int[found.Count];
+        for (int i = 0; i < found.Count; i++)
+        {
+            var targets = new List<int>();
+            TrackedObject self = found[i].Object;
+            ForEachRange(self, forChecksum: false, (p, n) =>
+            {
+                nuint first = ((nuint)p + 7) & ~(nuint)7, end = (nuint)p + n;
+                for (nuint w = first; w + 8 <= end; w += 8)
+                {
+                    TrackedObject? t = Resolve(*(nuint*)w);
+                    if (t is { } target && target != self && index.TryGetValue(target, out int j) && !targets.Contains(j))
+                        targets.Add(j);
+                }
+            });
+            edges[i] = targets;
+            foreach (int j in targets)
+                inDegree[j]++;
+        }
+        var seen = new bool[found.Count];
+        var stack = new Stack<int>();
+        void Walk(int from)
+        {
+            stack.Push(from);
+            seen[from] = true;
+            while (stack.TryPop(out int i))
+                foreach (int j in edges[i])
+                    if (!seen[j])
+                    {
+                        seen[j] = true;
+                        found[j].Direct = false;
+                        stack.Push(j);
+                    }
+        }
+        for (int i = 0; i < found.Count; i++)
+            found[i].Direct = inDegree[i] == 0;
+        for (int i = 0; i < found.Count; i++)
+            if (found[i].Direct)
+                Walk(i);
+        // Whatever is left sits on unreachable cycles: the first (oldest) of each becomes its direct root.
+        for (int i = 0; i < found.Count; i++)
+            if (!seen[i])
+            {
+                found[i].Direct = true;
+                Walk(i);
+            }
+    }
+
+    /// <summary>The tracked object a word points into, if any (no side effects).</summary>
+    public static TrackedObject? Resolve(nuint v)
+    {
+        nuint off = v - (nuint)KmemMap.Base;
+        if (off < KmemMap.Size)
+        {
+            UnitInfo* e = PageMap.Lookup((void*)v);
+            if (e == null)
+                return null;
+            switch (e->Kind)
+            {
+                case UnitKind.Slab:
+                {
+                    uint unit = (uint)(off >> KmemMap.UnitShift);
+                    uint slot = SizeClasses.SlotOf(e->Class, off & KmemMap.UnitMask);
+                    return slot < SizeClasses.BlocksPerSlab(e->Class) && SlabMeta.Owner(SlabMeta.Of(unit), slot) != 0
+                        ? new TrackedObject(null, unit, slot) : null;
+                }
+                case UnitKind.LargeHead or UnitKind.LargeTail or UnitKind.VmallocHead or UnitKind.VmallocTail:
+                {
+                    uint head = e->Kind is UnitKind.LargeHead or UnitKind.VmallocHead ? (uint)(off >> KmemMap.UnitShift) : e->Head;
+                    nuint key = ((nuint)head << KmemMap.UnitShift) + (e->Kind is UnitKind.VmallocHead or UnitKind.VmallocTail ? (nuint)KmemMap.PageSize : 0);
+                    return LeakTracking.TryGetKmem(key, out LeakRecord? r) && off - key < r.Size ? new TrackedObject(r, 0, 0) : null;
+                }
+                case UnitKind.PerCpu:
+                {
+                    byte* cookie = PerCpuAllocator.FindContaining((byte*)v);
+                    return cookie != null && LeakTracking.TryGetKmem((nuint)(cookie - KmemMap.Base), out LeakRecord? r) ? new TrackedObject(r, 0, 0) : null;
+                }
+            }
+            return null;
+        }
+        lock (LeakTracking.Lock)
+        {
+            LeakRecord? f = LeakTracking.ForeignContaining(v);
+            return f is null ? null : new TrackedObject(f, 0, 0);
+        }
+    }
+
+    // ---- describing ----
+
+    private static Unreferenced Describe(TrackedObject o, uint thread, uint stamp, int bornBefore)
+    {
+        long birthMs = bornBefore > 0 ? s_history[bornBefore - 1].StartMs : 0;
+        if (o.Record is { } r)
+            return new Unreferenced
+            {
+                Object = o, Offset = r.Key, Kind = r.Kind, Size = r.Size, TypeIndex = r.TypeIndex, Context = r.Context,
+                Thread = thread, Stamp = stamp, BornBeforeScan = bornBefore, BirthMs = r.BirthMs, MinCount = r.MinCount,
+                Count = r.Count, State = r.State, Crc = r.Crc,
+            };
+        byte* meta = SlabMeta.Of(o.Unit);
+        uint size = SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
+        return new Unreferenced
+        {
+            Object = o, Offset = ((nuint)o.Unit << KmemMap.UnitShift) + (nuint)o.Slot * size, Kind = null, Size = size,
+            TypeIndex = SlabMeta.Owner(meta, o.Slot), Context = SlabMeta.Site(meta, o.Slot), Thread = thread, Stamp = stamp,
+            BornBeforeScan = bornBefore, BirthMs = birthMs, MinCount = 1, Count = 0,
+            State = (LeakState)SlabMeta.Leak(meta, o.Slot), Crc = SlabMeta.Crc(meta, o.Slot),
+        };
+    }
+}

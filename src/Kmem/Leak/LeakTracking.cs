@@ -1,0 +1,123 @@
+// Leak/LeakTracking.cs — what allocators call to tell the detector about objects (kmemleak_alloc/free from inside the
+// allocators), the records of non-slab objects, and the birth clock (per-thread sequence numbers, with each scan's
+// per-thread watermarks giving a conservative birth time).
+using System.Diagnostics.CodeAnalysis;
+using Kmem.Caches;
+using Kmem.Pages;
+
+namespace Kmem.Leak;
+
+internal static unsafe class LeakTracking
+{
+    /// <summary>Whether objects are being tracked; cleared for good by <c>off</c> or <c>KMEMLEAK=off</c>.</summary>
+    public static volatile bool Enabled = !string.Equals(Environment.GetEnvironmentVariable("KMEMLEAK"), "off", StringComparison.OrdinalIgnoreCase);
+
+    public static readonly object Lock = new();
+    private static readonly Dictionary<nuint, LeakRecord> s_kmemRecords = new();   // by kmem_map offset
+    private static readonly Dictionary<nuint, LeakRecord> s_foreign = new();       // by ~address
+    private static readonly Dictionary<ulong, LeakRecord> s_phys = new();          // by physical address
+    private static long s_order;
+
+    public static IEnumerable<LeakRecord> KmemRecords => s_kmemRecords.Values;
+    public static IEnumerable<LeakRecord> ForeignRecords => s_foreign.Values;
+    public static IEnumerable<LeakRecord> PhysRecords => s_phys.Values;
+
+    /// <summary>The next birth stamp of the calling thread.</summary>
+    public static (uint Thread, uint Stamp) Birth(byte* tc)
+    {
+        ThreadHeader* h = ThreadCaches.Header(tc);
+        return (h->Ordinal, ++h->Sequence);
+    }
+
+    public static nuint OffsetOf(void* p) => (nuint)((byte*)p - KmemMap.Base);
+
+    /// <summary>Registers a large block, vmalloc area or per-CPU object (called by its allocator).</summary>
+    public static void AddKmem(RecordKind kind, void* start, nuint size, int minCount, ushort typeIndex, uint context)
+    {
+        if (!Enabled)
+            return;
+        (uint thread, uint stamp) = Birth(ThreadCaches.Current());
+        var r = new LeakRecord { Kind = kind, Key = OffsetOf(start), Size = size, MinCount = minCount, TypeIndex = typeIndex, Context = context, Thread = thread, Stamp = stamp };
+        lock (Lock)
+        {
+            r.Order = ++s_order;
+            s_kmemRecords[r.Key] = r;
+        }
+        if (Kmemleak.TraceOn)
+            Kmemleak.RecordTrace(start, stamp);
+    }
+
+    public static void RemoveKmem(void* start)
+    {
+        lock (Lock)
+            s_kmemRecords.Remove(OffsetOf(start));
+    }
+
+    public static bool TryGetKmem(nuint offset, [NotNullWhen(true)] out LeakRecord? r)
+    {
+        lock (Lock)
+            return s_kmemRecords.TryGetValue(offset, out r);
+    }
+
+    public static void AddForeign(LeakRecord r)
+    {
+        lock (Lock)
+        {
+            r.Order = ++s_order;
+            s_foreign[r.Key] = r;
+        }
+    }
+
+    public static bool RemoveForeign(nuint key, [NotNullWhen(true)] out LeakRecord? r)
+    {
+        lock (Lock)
+            return s_foreign.Remove(key, out r);
+    }
+
+    public static void AddPhys(LeakRecord r)
+    {
+        lock (Lock)
+        {
+            r.Order = ++s_order;
+            s_phys[r.Key] = r;
+        }
+    }
+
+    public static bool RemovePhys(ulong phys, [NotNullWhen(true)] out LeakRecord? r)
+    {
+        lock (Lock)
+            return s_phys.Remove(phys, out r);
+    }
+
+    /// <summary>Finds the foreign record containing <paramref name="p"/> (interior allowed), under <see cref="Lock"/>.</summary>
+    public static LeakRecord? ForeignContaining(nuint p)
+    {
+        foreach (LeakRecord r in s_foreign.Values)
+        {
+            nuint start = ~r.Key;
+            if (p >= start && p - start < r.Size)
+                return r;
+        }
+        return null;
+    }
+
+    /// <summary>Finds the phys record containing <paramref name="phys"/> (interior allowed), under <see cref="Lock"/>.</summary>
+    public static LeakRecord? PhysContaining(ulong phys)
+    {
+        foreach (LeakRecord r in s_phys.Values)
+            if (phys >= r.Key && phys - r.Key < r.Size)
+                return r;
+        return null;
+    }
+
+    /// <summary>Forgets every record (clear while disabled).</summary>
+    public static void DropAll()
+    {
+        lock (Lock)
+        {
+            s_kmemRecords.Clear();
+            s_foreign.Clear();
+            s_phys.Clear();
+        }
+    }
+}
