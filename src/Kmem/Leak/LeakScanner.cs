@@ -124,9 +124,9 @@ internal static unsafe class LeakScanner
             u.New = isNew;
             found.Add(u);
         }
-        Classify(found);
         found.Sort(static (a, b) => a.BornBeforeScan != b.BornBeforeScan ? a.BornBeforeScan.CompareTo(b.BornBeforeScan)
             : a.Thread != b.Thread ? a.Thread.CompareTo(b.Thread) : a.Stamp.CompareTo(b.Stamp));
+        Classify(found);
         s_gray = new();
         return new ScanOutcome
         {
@@ -534,7 +534,6 @@ internal static unsafe class LeakScanner
         for (int i = 0; i < found.Count; i++)
             index[found[i].Object] = i;
         var edges = new List<int>[found.Count];
-        var inDegree = new int[found.Count];
         for (int i = 0; i < found.Count; i++)
         {
             var targets = new List<int>();
@@ -550,36 +549,73 @@ internal static unsafe class LeakScanner
                 }
             });
             edges[i] = targets;
-            foreach (int j in targets)
-                inDegree[j]++;
         }
-        var seen = new bool[found.Count];
-        var stack = new Stack<int>();
-        void Walk(int from)
+        // Strongly connected components (Tarjan, iterative). A component nothing outside it points to is a leak's root:
+        // its oldest member is direct (valgrind's rule for cycles); every other object is indirect.
+        int n = found.Count, next = 0, components = 0;
+        var order = new int[n];
+        var low = new int[n];
+        var component = new int[n];
+        Array.Fill(order, -1);
+        var onStack = new bool[n];
+        var tarjan = new Stack<int>();
+        var frames = new Stack<(int Node, int Edge)>();
+        for (int root = 0; root < n; root++)
         {
-            stack.Push(from);
-            seen[from] = true;
-            while (stack.TryPop(out int i))
-                foreach (int j in edges[i])
-                    if (!seen[j])
-                    {
-                        seen[j] = true;
-                        found[j].Direct = false;
-                        stack.Push(j);
-                    }
-        }
-        for (int i = 0; i < found.Count; i++)
-            found[i].Direct = inDegree[i] == 0;
-        for (int i = 0; i < found.Count; i++)
-            if (found[i].Direct)
-                Walk(i);
-        // Whatever is left sits on unreachable cycles: the first (oldest) of each becomes its direct root.
-        for (int i = 0; i < found.Count; i++)
-            if (!seen[i])
+            if (order[root] >= 0)
+                continue;
+            frames.Push((root, 0));
+            order[root] = low[root] = next++;
+            tarjan.Push(root);
+            onStack[root] = true;
+            while (frames.Count > 0)
             {
-                found[i].Direct = true;
-                Walk(i);
+                (int v, int e) = frames.Pop();
+                if (e < edges[v].Count)
+                {
+                    frames.Push((v, e + 1));
+                    int w = edges[v][e];
+                    if (order[w] < 0)
+                    {
+                        order[w] = low[w] = next++;
+                        tarjan.Push(w);
+                        onStack[w] = true;
+                        frames.Push((w, 0));
+                    }
+                    else if (onStack[w])
+                    {
+                        low[v] = Math.Min(low[v], order[w]);
+                    }
+                    continue;
+                }
+                if (frames.TryPeek(out var parent))
+                    low[parent.Node] = Math.Min(low[parent.Node], low[v]);
+                if (low[v] == order[v])
+                {
+                    int w;
+                    do
+                    {
+                        w = tarjan.Pop();
+                        onStack[w] = false;
+                        component[w] = components;
+                    } while (w != v);
+                    components++;
+                }
             }
+        }
+        var entered = new bool[components];
+        for (int i = 0; i < n; i++)
+            foreach (int j in edges[i])
+                if (component[j] != component[i])
+                    entered[component[j]] = true;
+        var rootTaken = new bool[components];
+        for (int i = 0; i < n; i++)
+        {
+            int c = component[i];
+            found[i].Direct = !entered[c] && !rootTaken[c];
+            if (found[i].Direct)
+                rootTaken[c] = true;
+        }
     }
 
     /// <summary>The tracked object a word points into, if any (no side effects).</summary>
