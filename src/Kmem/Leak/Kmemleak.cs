@@ -275,11 +275,7 @@ public static unsafe class Kmemleak
             case "stack=on": s_stackScan = true; return "";
             case "stack=off": s_stackScan = false; return "";
             case "trace=on": s_trace = true; return "";
-            case "trace=off":
-                s_trace = false;
-                lock (s_traces)
-                    s_traces.Clear();
-                return "";
+            case "trace=off": s_trace = false; return "";
             case "scan=on": StartAutoScan(); return "";
             case "scan=off": StopAutoScan(); return "";
             case "scan":
