@@ -45,6 +45,41 @@ internal static unsafe class Scenarios
                     area[8192] = 1;
                 Console.WriteLine("survived");
                 return 0;
+            case "kmemleak-off":
+            {
+                // After "off" everything but "clear" is refused; "off" cannot be undone.
+                void* leaked = Heap.Malloc(64, type);
+                Kmemleak.Write("off");
+                Console.WriteLine($"enabled={Kmemleak.IsEnabled}");
+                foreach (string c in new[] { "scan", "stack=on", "minage=0", "off" })
+                {
+                    try
+                    {
+                        Kmemleak.Write(c);
+                        Console.WriteLine($"accepted {c}");
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        Console.WriteLine($"refused {c}");
+                    }
+                }
+                try
+                {
+                    Kmemleak.Scan();
+                }
+                catch (InvalidOperationException)
+                {
+                    Console.WriteLine("refused Scan()");
+                }
+                Kmemleak.Write("clear");
+                Console.WriteLine("clear ok");
+                Heap.Free(leaked, type);
+                return 0;
+            }
+            case "kmemleak-env-off":
+                Heap.Free(Heap.Malloc(64, type), type);
+                Console.WriteLine($"enabled={Kmemleak.IsEnabled}");
+                return 0;
             default:
                 return 2;
         }

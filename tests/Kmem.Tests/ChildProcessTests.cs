@@ -13,6 +13,7 @@ public class ChildProcessTests
         psi.ArgumentList.Add(dll);
         psi.ArgumentList.Add(scenario);
         psi.Environment.Remove("KMEM_PANIC");
+        psi.Environment.Remove("KMEMLEAK");
         psi.Environment["DOTNET_DbgEnableMiniDump"] = "0";
         foreach ((string k, string v) in env)
             psi.Environment[k] = v;
@@ -51,6 +52,29 @@ public class ChildProcessTests
         // The runtime turns the SIGSEGV into a fatal error and aborts (134), or the signal ends it (139).
         Assert.True(code is 134 or 139, $"exit code {code}; stderr: {stderr}");
         Assert.True(stderr.Contains("SIGSEGV") || stderr.Contains("AccessViolation") || code == 139, stderr);
+    }
+
+    [Fact]
+    public void After_off_kmemleak_refuses_everything_but_clear()
+    {
+        var (code, stdout, stderr) = RunChild("kmemleak-off");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("enabled=False", stdout);
+        foreach (string c in new[] { "scan", "stack=on", "minage=0", "off" })
+            Assert.Contains($"refused {c}", stdout);
+        Assert.Contains("refused Scan()", stdout);
+        Assert.Contains("clear ok", stdout);
+        Assert.Contains("kmemleak: Kernel memory leak detector disabled", stderr);
+    }
+
+    [Fact]
+    public void KMEMLEAK_off_in_the_environment_disables_tracking_from_the_start()
+    {
+        var (code, stdout, _) = RunChild("kmemleak-env-off", ("KMEMLEAK", "off"));
+        Assert.Equal(0, code);
+        Assert.Contains("enabled=False", stdout);
+        (code, stdout, _) = RunChild("kmemleak-env-off");
+        Assert.Contains("enabled=True", stdout);
     }
 
     [Fact]

@@ -243,6 +243,32 @@ public unsafe class KmemleakApiTests
     }
 
     [Fact]
+    public void Automatic_scanning_runs_in_the_background_and_logs_new_leaks()
+    {
+        var t = Types.New();
+        Heap.Malloc(80, t); // leaked
+        using var seen = new ManualResetEventSlim();
+        void Watch(KmemMessageKind kind, string text)
+        {
+            if (text.Contains("new suspected memory leaks"))
+                seen.Set();
+        }
+        KmemDiagnostics.Message += Watch;
+        try
+        {
+            Kmemleak.Write("scan=1"); // every second (the first scan waits one period)
+            Assert.True(seen.Wait(TimeSpan.FromSeconds(60)), "no automatic scan reported the leak");
+        }
+        finally
+        {
+            Kmemleak.Write("scan=off");
+            KmemDiagnostics.Message -= Watch;
+        }
+        Assert.Contains(Kmemleak.Scan().Leaks, l => l.Type == t.ShortDesc);
+        Kmemleak.Write("clear");
+    }
+
+    [Fact]
     public void Commands_are_validated()
     {
         foreach (string bad in new[] { "", "bogus", "scan=x", "minage=-1", "unref_scans=0", "unref_scans=99", "dump=zz", "stack=maybe", "scanX" })
