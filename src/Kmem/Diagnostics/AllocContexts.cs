@@ -47,6 +47,13 @@ internal static class AllocContexts
             return context < s_byId.Count ? s_byId[(int)context].Site : 0;
     }
 
+    /// <summary>Every context's thread ordinal, indexed by context (a snapshot).</summary>
+    public static uint[] ThreadOrdinals()
+    {
+        lock (s_lock)
+            return s_byId.Select(k => k.Thread).ToArray();
+    }
+
     public static uint ThreadOrdinalOf(uint context)
     {
         lock (s_lock)

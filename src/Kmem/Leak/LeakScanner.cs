@@ -57,14 +57,19 @@ internal static unsafe class LeakScanner
     private const int HistoryLength = 64;
     private static readonly Dictionary<uint, uint> s_deadThreads = new(); // final sequence of threads that ended
 
-    // Per-scan state.
-    private static Dictionary<uint, ulong[]> s_gray = new();
-    private static readonly Queue<TrackedObject> s_work = new();
+    // Per-scan state. Slab blocks are (unit, slot) pairs; their gray bits live in one bitmap per slab unit.
+    private static ulong[]?[] s_gray = Array.Empty<ulong[]?>();
+    private static uint[] s_slabs = Array.Empty<uint>();
+    private static readonly Stack<ulong> s_slabWork = new();
+    private static readonly Stack<LeakRecord> s_recordWork = new();
+    private static List<LeakRecord> s_records = new();
     private static nuint[] s_foreignKeys = Array.Empty<nuint>(); // ~start, ascending
     private static LeakRecord[] s_foreignRecords = Array.Empty<LeakRecord>();
     private static nuint s_foreignMin, s_foreignMax;
     private static long s_bytesScanned;
-    private static TrackedObject s_current;
+    private static uint s_curUnit = uint.MaxValue, s_curSlot;
+    private static LeakRecord? s_curRecord;
+    private static int s_vmAreaIndex;
 
     /// <summary>Slab blocks' scan areas and excess references, by kmem_map offset (set through the API).</summary>
     public static readonly Dictionary<nuint, List<(nuint Offset, nuint Length)>> SlabAreas = new();
@@ -83,37 +88,43 @@ internal static unsafe class LeakScanner
         ScanMark mark = BeginScan();
         int scanIndex = s_history.Count - 1;
 
-        List<TrackedObject> all = CollectObjects();
-        var candidates = Mark(all, secondChance: true);
-        if (candidates.Count > 0 && !cancelled())
+        Collect();
+        (ulong[]?[] slabWhite, HashSet<LeakRecord> recordWhite) = Mark(secondChance: true);
+        if ((AnyBits(slabWhite) || recordWhite.Count > 0) && !cancelled())
         {
             // Confirmation: a second marking pass; only what stays unreferenced through both is a candidate.
-            var again = Mark(all, secondChance: false);
-            candidates.IntersectWith(again);
+            (ulong[]?[] again, HashSet<LeakRecord> recordsAgain) = Mark(secondChance: false);
+            for (int i = 0; i < slabWhite.Length; i++)
+                if (slabWhite[i] is { } w)
+                    for (int k = 0; k < w.Length; k++)
+                        w[k] &= again[i]![k];
+            recordWhite.IntersectWith(recordsAgain);
         }
 
         var found = new List<Unreferenced>();
         int newLeaks = 0;
-        foreach (TrackedObject o in all)
+        long objects = 0;
+        void Decide(TrackedObject o, bool candidate)
         {
             ref LeakState state = ref StateOf(o);
             if ((state & (LeakState.Black | LeakState.Root)) != 0)
-                continue;
-            if (!candidates.Contains(o))
+                return;
+            if (!candidate)
             {
-                state = LeakStates.WithUnref(state, 0);
-                continue;
+                if ((state & LeakState.UnrefMask) != 0)
+                    state = LeakStates.WithUnref(state, 0);
+                return;
             }
             (uint thread, uint stamp) = BirthOf(o);
             int bornBefore = FirstScanAfterBirth(thread, stamp);
             if (bornBefore < 0 || bornBefore > scanIndex)
-                continue; // allocated during this scan
+                return; // allocated during this scan
             if (s_history[bornBefore].StartMs + minAgeMs > mark.StartMs)
-                continue; // too young (measured from this scan's start)
+                return; // too young (measured from this scan's start)
             int unref = LeakStates.Unref(state) + 1;
             state = LeakStates.WithUnref(state, unref);
             if (unref < unrefScans)
-                continue;
+                return;
             bool isNew = (state & LeakState.Reported) == 0;
             if (isNew)
             {
@@ -124,15 +135,35 @@ internal static unsafe class LeakScanner
             u.New = isNew;
             found.Add(u);
         }
+        foreach (uint unit in s_slabs)
+        {
+            byte* meta = SlabMeta.Of(unit);
+            uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
+            ulong[] white = slabWhite[unit]!;
+            for (uint slot = 0; slot < n; slot++)
+            {
+                if (SlabMeta.Owner(meta, slot) == 0)
+                    continue;
+                objects++;
+                Decide(new TrackedObject(null, unit, slot), (white[slot >> 6] & (1UL << (int)(slot & 63))) != 0);
+            }
+        }
+        foreach (LeakRecord r in s_records)
+        {
+            objects++;
+            Decide(new TrackedObject(r, 0, 0), recordWhite.Contains(r));
+        }
+        s_contexts = null;
         found.Sort(static (a, b) => a.BornBeforeScan != b.BornBeforeScan ? a.BornBeforeScan.CompareTo(b.BornBeforeScan)
             : a.Thread != b.Thread ? a.Thread.CompareTo(b.Thread) : a.Stamp.CompareTo(b.Stamp));
         Classify(found);
-        s_gray = new();
+        s_gray = Array.Empty<ulong[]?>();
+        s_records = new();
         return new ScanOutcome
         {
             Unreferenced = found,
             NewLeaks = newLeaks,
-            Objects = all.Count,
+            Objects = objects,
             BytesScanned = s_bytesScanned,
             Duration = TimeSpan.FromMilliseconds(Environment.TickCount64 - t0),
         };
@@ -175,117 +206,148 @@ internal static unsafe class LeakScanner
 
     // ---- collecting and marking ----
 
-    private static List<TrackedObject> CollectObjects()
+    private static void Collect()
     {
-        var all = new List<TrackedObject>();
-        foreach (uint unit in ClassDepot.AllSlabs())
-        {
-            UnitInfo* e = PageMap.Entry(unit);
-            uint n = SizeClasses.BlocksPerSlab(e->Class);
-            byte* meta = SlabMeta.Of(unit);
-            for (uint slot = 0; slot < n; slot++)
-                if (SlabMeta.Owner(meta, slot) != 0)
-                    all.Add(new TrackedObject(null, unit, slot));
-        }
+        s_slabs = ClassDepot.AllSlabs();
+        s_gray = new ulong[]?[KmemMap.UnitCount];
+        foreach (uint unit in s_slabs)
+            s_gray[unit] = new ulong[(SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class) + 63) / 64];
+        s_vmAreaIndex = Heap.VmAreaType.Index;
+        var records = new List<LeakRecord>();
         lock (LeakTracking.Lock)
         {
-            foreach (LeakRecord r in LeakTracking.KmemRecords)
-                all.Add(new TrackedObject(r, 0, 0));
+            records.AddRange(LeakTracking.KmemRecords);
             var foreign = new List<LeakRecord>(LeakTracking.ForeignRecords);
             foreign.Sort(static (a, b) => a.Key.CompareTo(b.Key));
             s_foreignRecords = foreign.ToArray();
             s_foreignKeys = foreign.Select(r => r.Key).ToArray();
             s_foreignMin = foreign.Count == 0 ? 1 : foreign.Min(r => ~r.Key);
             s_foreignMax = foreign.Count == 0 ? 0 : foreign.Max(r => ~r.Key + r.Size);
-            foreach (LeakRecord r in foreign)
-                all.Add(new TrackedObject(r, 0, 0));
-            foreach (LeakRecord r in LeakTracking.PhysRecords)
-                all.Add(new TrackedObject(r, 0, 0));
+            records.AddRange(foreign);
+            records.AddRange(LeakTracking.PhysRecords);
         }
-        return all;
+        s_records = records;
     }
 
-    // One marking pass; returns the white, allocated, non-root objects (the candidates).
-    private static HashSet<TrackedObject> Mark(List<TrackedObject> all, bool secondChance)
+    private static bool AnyBits(ulong[]?[] sets)
     {
-        s_gray = new Dictionary<uint, ulong[]>();
-        foreach (TrackedObject o in all)
-            if (o.Record is { } r)
-            {
-                r.Count = 0;
-                r.Gray = false;
-            }
-        // Roots: min_count 0 objects, and physical objects (scanned while mapped).
-        foreach (TrackedObject o in all)
+        foreach (ulong[]? bits in sets)
+            if (bits is not null)
+                foreach (ulong w in bits)
+                    if (w != 0)
+                        return true;
+        return false;
+    }
+
+    // One marking pass; returns the white, allocated, non-root objects (the candidates): a bitmap per slab unit and a set.
+    private static (ulong[]?[] Slabs, HashSet<LeakRecord> Records) Mark(bool secondChance)
+    {
+        foreach (uint unit in s_slabs)
+            Array.Clear(s_gray[unit]!);
+        foreach (LeakRecord r in s_records)
         {
-            LeakState s = StateOf(o);
-            if ((s & LeakState.Black) != 0)
-                continue;
-            if ((s & LeakState.Root) != 0 || o.Record is { MinCount: 0 })
-                Gray(o);
+            r.Count = 0;
+            r.Gray = false;
         }
+        // Roots: min_count 0 objects (not_leak, clear, registered roots), and physical objects (scanned while mapped).
+        foreach (uint unit in s_slabs)
+        {
+            byte* meta = SlabMeta.Of(unit);
+            uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
+            for (uint slot = 0; slot < n; slot++)
+                if (SlabMeta.Owner(meta, slot) != 0 && ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.Root | LeakState.Black)) == LeakState.Root)
+                    GraySlab(unit, slot);
+        }
+        foreach (LeakRecord r in s_records)
+            if ((r.State & LeakState.Black) == 0 && ((r.State & LeakState.Root) != 0 || r.MinCount == 0))
+                GrayRecord(r);
         Drain();
         if (secondChance)
         {
             // A white block whose contents changed since the last scan is gray for this scan only (kmemleak's rule).
-            foreach (TrackedObject o in all)
+            foreach (uint unit in s_slabs)
             {
-                if (IsGray(o) || (StateOf(o) & (LeakState.Black | LeakState.Root)) != 0 || !IsLive(o))
-                    continue;
-                uint crc = Checksum(o);
-                ref uint stored = ref CrcOf(o);
-                if (crc != stored)
+                byte* meta = SlabMeta.Of(unit);
+                uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
+                ulong[] gray = s_gray[unit]!;
+                for (uint slot = 0; slot < n; slot++)
                 {
-                    stored = crc;
-                    Gray(o);
+                    if (SlabMeta.Owner(meta, slot) == 0 || (gray[slot >> 6] & (1UL << (int)(slot & 63))) != 0
+                        || ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.Black | LeakState.Root)) != 0)
+                        continue;
+                    var o = new TrackedObject(null, unit, slot);
+                    uint crc = Checksum(o);
+                    ref uint stored = ref SlabMeta.Crc(meta, slot);
+                    if (crc != stored)
+                    {
+                        stored = crc;
+                        GraySlab(unit, slot);
+                    }
+                }
+            }
+            foreach (LeakRecord r in s_records)
+            {
+                if (r.Gray || (r.State & (LeakState.Black | LeakState.Root)) != 0)
+                    continue;
+                uint crc = Checksum(new TrackedObject(r, 0, 0));
+                if (crc != r.Crc)
+                {
+                    r.Crc = crc;
+                    GrayRecord(r);
                 }
             }
             Drain();
         }
-        var white = new HashSet<TrackedObject>();
-        foreach (TrackedObject o in all)
-            if (!IsGray(o) && (StateOf(o) & (LeakState.Black | LeakState.Root)) == 0 && IsLive(o))
-                white.Add(o);
-        return white;
+        var white = new ulong[]?[s_gray.Length];
+        foreach (uint unit in s_slabs)
+        {
+            byte* meta = SlabMeta.Of(unit);
+            uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
+            ulong[] gray = s_gray[unit]!;
+            var w = new ulong[gray.Length];
+            for (uint slot = 0; slot < n; slot++)
+                if (SlabMeta.Owner(meta, slot) != 0 && (gray[slot >> 6] & (1UL << (int)(slot & 63))) == 0
+                    && ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.Black | LeakState.Root)) == 0)
+                    w[slot >> 6] |= 1UL << (int)(slot & 63);
+            white[unit] = w;
+        }
+        var whiteRecords = new HashSet<LeakRecord>();
+        foreach (LeakRecord r in s_records)
+            if (!r.Gray && (r.State & (LeakState.Black | LeakState.Root)) == 0)
+                whiteRecords.Add(r);
+        return (white, whiteRecords);
     }
 
     private static void Drain()
     {
-        while (s_work.TryDequeue(out TrackedObject o))
-            ScanObject(o);
-    }
-
-    private static void Gray(TrackedObject o)
-    {
-        if (o.Record is { } r)
+        while (true)
         {
-            if (r.Gray)
+            if (s_slabWork.TryPop(out ulong packed))
+                ScanSlab((uint)(packed >> 32), (uint)packed);
+            else if (s_recordWork.TryPop(out LeakRecord? r))
+                ScanRecord(r);
+            else
                 return;
-            r.Gray = true;
         }
-        else
-        {
-            ulong[] bits = GrayBits(o.Unit);
-            ref ulong w = ref bits[o.Slot >> 6];
-            ulong bit = 1UL << (int)(o.Slot & 63);
-            if ((w & bit) != 0)
-                return;
-            w |= bit;
-        }
-        s_work.Enqueue(o);
     }
 
-    private static ulong[] GrayBits(uint unit)
+    private static void GraySlab(uint unit, uint slot)
     {
-        if (!s_gray.TryGetValue(unit, out ulong[]? bits))
-            s_gray.Add(unit, bits = new ulong[(SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class) + 63) / 64]);
-        return bits;
+        ref ulong w = ref s_gray[unit]![slot >> 6];
+        ulong bit = 1UL << (int)(slot & 63);
+        if ((w & bit) != 0)
+            return;
+        w |= bit;
+        s_slabWork.Push(((ulong)unit << 32) | slot);
     }
 
-    private static bool IsGray(TrackedObject o) =>
-        o.Record is { } r ? r.Gray : s_gray.TryGetValue(o.Unit, out ulong[]? b) && (b[o.Slot >> 6] & (1UL << (int)(o.Slot & 63))) != 0;
-
-    private static bool IsLive(TrackedObject o) => o.Record is not null || SlabMeta.Owner(SlabMeta.Of(o.Unit), o.Slot) != 0;
+    private static void GrayRecord(LeakRecord r)
+    {
+        if (r.Gray)
+            return;
+        r.Gray = true;
+        s_recordWork.Push(r);
+    }
 
     public static ref LeakState StateOf(TrackedObject o)
     {
@@ -294,12 +356,7 @@ internal static unsafe class LeakScanner
         return ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(SlabMeta.Of(o.Unit), o.Slot));
     }
 
-    private static ref uint CrcOf(TrackedObject o)
-    {
-        if (o.Record is { } r)
-            return ref r.Crc;
-        return ref SlabMeta.Crc(SlabMeta.Of(o.Unit), o.Slot);
-    }
+    private static uint[]? s_contexts; // context → thread ordinal, snapshot for one scan
 
     private static (uint Thread, uint Stamp) BirthOf(TrackedObject o)
     {
@@ -307,7 +364,9 @@ internal static unsafe class LeakScanner
             return (r.Thread, r.Stamp);
         byte* meta = SlabMeta.Of(o.Unit);
         uint context = SlabMeta.Site(meta, o.Slot);
-        return (Diagnostics.AllocContexts.ThreadOrdinalOf(context), SlabMeta.Stamp(meta, o.Slot));
+        s_contexts ??= Diagnostics.AllocContexts.ThreadOrdinals();
+        uint thread = context < s_contexts.Length ? s_contexts[context] : Diagnostics.AllocContexts.ThreadOrdinalOf(context);
+        return (thread, SlabMeta.Stamp(meta, o.Slot));
     }
 
     // ---- reading objects ----
@@ -372,19 +431,41 @@ internal static unsafe class LeakScanner
 
     private static readonly RangeVisitor s_scanRange = ScanRange;
 
-    private static void ScanObject(TrackedObject o)
+    private static void ScanSlab(uint unit, uint slot)
     {
-        if ((StateOf(o) & LeakState.NoScan) != 0 || !IsLive(o))
+        byte* meta = SlabMeta.Of(unit);
+        if (SlabMeta.Owner(meta, slot) == 0 || ((LeakState)SlabMeta.Leak(meta, slot) & LeakState.NoScan) != 0)
             return;
-        s_current = o;
-        ForEachRange(o, forChecksum: false, s_scanRange);
-        s_current = default;
+        s_curUnit = unit;
+        s_curSlot = slot;
+        uint size = SizeClasses.SizeOf(PageMap.Entry(unit)->Class);
+        byte* p = KmemMap.UnitAddress(unit) + (nuint)slot * size;
+        if (SlabAreas.Count > 0 && SlabAreas.TryGetValue((nuint)(p - KmemMap.Base), out var areas))
+        {
+            foreach ((nuint off, nuint len) in areas)
+                ScanRange(p + off, Math.Min(len, size - off));
+        }
+        else
+        {
+            ScanRange(p, size);
+        }
+        s_curUnit = uint.MaxValue;
+    }
+
+    private static void ScanRecord(LeakRecord r)
+    {
+        if ((r.State & LeakState.NoScan) != 0)
+            return;
+        s_curRecord = r;
+        ForEachRange(new TrackedObject(r, 0, 0), forChecksum: false, s_scanRange);
+        s_curRecord = null;
     }
 
     /// <summary>Scans a root range that is not a tracked object (the process roots of a later layer).</summary>
     public static void ScanRoot(byte* start, nuint length)
     {
-        s_current = default;
+        s_curUnit = uint.MaxValue;
+        s_curRecord = null;
         ScanRange(start, length);
     }
 
@@ -415,28 +496,28 @@ internal static unsafe class LeakScanner
             case UnitKind.Slab:
             {
                 uint unit = (uint)(off >> KmemMap.UnitShift);
-                int cls = e->Class;
-                uint slot = SizeClasses.SlotOf(cls, off & KmemMap.UnitMask);
-                if (slot >= SizeClasses.BlocksPerSlab(cls))
-                    return;
+                ClassInfo* ci = SizeClasses.Info(e->Class);
+                uint slot = SizeClasses.SlotOf(ci, off & KmemMap.UnitMask);
+                if (slot >= ci->BlocksPerSlab || (unit == s_curUnit && slot == s_curSlot))
+                    return; // past the slab's last block, or a block's reference to itself
                 byte* meta = SlabMeta.Of(unit);
                 ushort owner = SlabMeta.Owner(meta, slot);
-                if (owner == 0)
+                if (owner == 0 || ((LeakState)SlabMeta.Leak(meta, slot) & LeakState.Black) != 0)
                     return;
-                var target = new TrackedObject(null, unit, slot);
-                if (target == s_current)
-                    return; // a block's reference to itself does not count
-                LeakState s = (LeakState)SlabMeta.Leak(meta, slot);
-                if ((s & LeakState.Black) != 0)
-                    return;
-                if (IsGray(target))
+                ulong[]? gray = s_gray[unit];
+                if (gray is null)
+                    return; // a slab made after the scan started
+                ref ulong w = ref gray[slot >> 6];
+                ulong bit = 1UL << (int)(slot & 63);
+                if ((w & bit) != 0)
                 {
                     // excess_ref: a reference to a (gray) vmalloc descriptor counts for its area.
-                    if (owner == Heap.VmAreaType.Index)
-                        ReferenceArea(KmemMap.UnitAddress(unit) + (nuint)slot * SizeClasses.SizeOf(cls));
+                    if (owner == s_vmAreaIndex)
+                        ReferenceArea(KmemMap.UnitAddress(unit) + (nuint)slot * ci->Size);
                     return;
                 }
-                Gray(target);
+                w |= bit;
+                s_slabWork.Push(((ulong)unit << 32) | slot);
                 return;
             }
             case UnitKind.LargeHead:
@@ -490,10 +571,10 @@ internal static unsafe class LeakScanner
 
     private static void Count(LeakRecord r)
     {
-        if (s_current.Record == r || (r.State & LeakState.Black) != 0 || r.Gray)
+        if (s_curRecord == r || (r.State & LeakState.Black) != 0 || r.Gray)
             return;
         if (++r.Count >= r.MinCount)
-            Gray(new TrackedObject(r, 0, 0));
+            GrayRecord(r);
     }
 
     // ---- checksum ----
