@@ -374,7 +374,8 @@ public static unsafe class Kmemleak
                 s_leaksFound = true;
                 KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmemleak: {outcome.NewLeaks} new suspected memory leaks (see Kmemleak.Read())");
             }
-            var reports = outcome.Unreferenced.Select(u => LeakReportFormatter.ToReport(u, start)).ToList();
+            var sites = new Dictionary<uint, string>();
+            var reports = outcome.Unreferenced.Select(u => LeakReportFormatter.ToReport(u, start, sites)).ToList();
             return new LeakScanResult(reports, new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration));
         }
     }

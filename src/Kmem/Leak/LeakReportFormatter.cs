@@ -49,6 +49,13 @@ internal static unsafe class LeakReportFormatter
         }
     }
 
+    private static string SiteOf(uint context, Dictionary<uint, string> sites)
+    {
+        if (!sites.TryGetValue(context, out string? site))
+            sites.Add(context, site = AllocContexts.Describe(context));
+        return site;
+    }
+
     public static byte* AddressOf(Unreferenced u) => u.Kind switch
     {
         RecordKind.Foreign => (byte*)~u.Offset,
@@ -56,8 +63,9 @@ internal static unsafe class LeakReportFormatter
         _ => KmemMap.Base + u.Offset,
     };
 
-    public static LeakReport ToReport(Unreferenced u, long scanStartMs) => new(
-        (nuint)AddressOf(u), u.Size, TypeRegistry.ByIndex(u.TypeIndex)?.ShortDesc ?? "", AllocContexts.Describe(u.Context),
+    // sites: descriptions of contexts already made in this batch.
+    public static LeakReport ToReport(Unreferenced u, long scanStartMs, Dictionary<uint, string> sites) => new(
+        (nuint)AddressOf(u), u.Size, TypeRegistry.ByIndex(u.TypeIndex)?.ShortDesc ?? "", SiteOf(u.Context, sites),
         u.Direct, TimeSpan.FromMilliseconds(Math.Max(0, scanStartMs - u.BirthMs)),
         u.Kind switch
         {

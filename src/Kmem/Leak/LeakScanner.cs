@@ -70,6 +70,7 @@ internal static unsafe class LeakScanner
     private static uint s_curUnit = uint.MaxValue, s_curSlot;
     private static LeakRecord? s_curRecord;
     private static int s_vmAreaIndex;
+    private static bool s_inScan;
 
     /// <summary>Slab blocks' scan areas and excess references, by kmem_map offset (set through the API).</summary>
     public static readonly Dictionary<nuint, List<(nuint Offset, nuint Length)>> SlabAreas = new();
@@ -81,6 +82,7 @@ internal static unsafe class LeakScanner
             s_deadThreads[ordinal] = sequence;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     public static ScanOutcome Run(int minAgeMs, int unrefScans, Func<bool> cancelled)
     {
         long t0 = Environment.TickCount64;
@@ -89,10 +91,12 @@ internal static unsafe class LeakScanner
         int scanIndex = s_history.Count - 1;
 
         Collect();
+        s_inScan = true;
         (ulong[]?[] slabWhite, HashSet<LeakRecord> recordWhite) = Mark(secondChance: true);
-        if ((AnyBits(slabWhite) || recordWhite.Count > 0) && !cancelled())
+        if (WouldReportNew(slabWhite, recordWhite, minAgeMs, unrefScans, mark, scanIndex) && !cancelled())
         {
-            // Confirmation: a second marking pass; only what stays unreferenced through both is a candidate.
+            // Confirmation before anything new is reported: a second marking pass; only what stays unreferenced through
+            // both passes is a candidate (a pointer moved between two holders during the first pass is found now).
             (ulong[]?[] again, HashSet<LeakRecord> recordsAgain) = Mark(secondChance: false);
             for (int i = 0; i < slabWhite.Length; i++)
                 if (slabWhite[i] is { } w)
@@ -104,6 +108,7 @@ internal static unsafe class LeakScanner
         var found = new List<Unreferenced>();
         int newLeaks = 0;
         long objects = 0;
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         void Decide(TrackedObject o, bool candidate)
         {
             ref LeakState state = ref StateOf(o);
@@ -157,6 +162,7 @@ internal static unsafe class LeakScanner
         found.Sort(static (a, b) => a.BornBeforeScan != b.BornBeforeScan ? a.BornBeforeScan.CompareTo(b.BornBeforeScan)
             : a.Thread != b.Thread ? a.Thread.CompareTo(b.Thread) : a.Stamp.CompareTo(b.Stamp));
         Classify(found);
+        s_inScan = false;
         s_gray = Array.Empty<ulong[]?>();
         s_records = new();
         return new ScanOutcome
@@ -206,6 +212,7 @@ internal static unsafe class LeakScanner
 
     // ---- collecting and marking ----
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void Collect()
     {
         s_slabs = ClassDepot.AllSlabs();
@@ -229,17 +236,35 @@ internal static unsafe class LeakScanner
         s_records = records;
     }
 
-    private static bool AnyBits(ulong[]?[] sets)
+    // Whether some candidate would be reported for the first time by this scan (old enough, enough unreferenced scans).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool WouldReportNew(ulong[]?[] slabWhite, HashSet<LeakRecord> recordWhite, int minAgeMs, int unrefScans, ScanMark mark, int scanIndex)
     {
-        foreach (ulong[]? bits in sets)
-            if (bits is not null)
-                foreach (ulong w in bits)
-                    if (w != 0)
+        bool Qualifies(TrackedObject o)
+        {
+            LeakState state = StateOf(o);
+            if ((state & LeakState.Reported) != 0 || LeakStates.Unref(state) + 1 < unrefScans)
+                return false;
+            (uint thread, uint stamp) = BirthOf(o);
+            int bornBefore = FirstScanAfterBirth(thread, stamp);
+            return bornBefore >= 0 && bornBefore <= scanIndex && s_history[bornBefore].StartMs + minAgeMs <= mark.StartMs;
+        }
+        foreach (uint unit in s_slabs)
+        {
+            ulong[] w = slabWhite[unit]!;
+            for (int k = 0; k < w.Length; k++)
+                for (ulong bits = w[k]; bits != 0; bits &= bits - 1)
+                    if (Qualifies(new TrackedObject(null, unit, (uint)(k * 64 + BitOperations.TrailingZeroCount(bits)))))
                         return true;
+        }
+        foreach (LeakRecord r in recordWhite)
+            if (Qualifies(new TrackedObject(r, 0, 0)))
+                return true;
         return false;
     }
 
     // One marking pass; returns the white, allocated, non-root objects (the candidates): a bitmap per slab unit and a set.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static (ulong[]?[] Slabs, HashSet<LeakRecord> Records) Mark(bool secondChance)
     {
         foreach (uint unit in s_slabs)
@@ -318,6 +343,7 @@ internal static unsafe class LeakScanner
         return (white, whiteRecords);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void Drain()
     {
         while (true)
@@ -431,6 +457,7 @@ internal static unsafe class LeakScanner
 
     private static readonly RangeVisitor s_scanRange = ScanRange;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void ScanSlab(uint unit, uint slot)
     {
         byte* meta = SlabMeta.Of(unit);
@@ -452,6 +479,7 @@ internal static unsafe class LeakScanner
         s_curUnit = uint.MaxValue;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void ScanRecord(LeakRecord r)
     {
         if ((r.State & LeakState.NoScan) != 0)
@@ -469,6 +497,7 @@ internal static unsafe class LeakScanner
         ScanRange(start, length);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void ScanRange(byte* start, nuint length)
     {
         nuint first = ((nuint)start + 7) & ~(nuint)7;
@@ -485,6 +514,7 @@ internal static unsafe class LeakScanner
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void ReferenceKmem(nuint v)
     {
         nuint off = v - (nuint)KmemMap.Base;
@@ -548,9 +578,17 @@ internal static unsafe class LeakScanner
             Count(area);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void ReferenceForeign(nuint v)
     {
-        // Keys are ~start, ascending: the record that may contain v is the one with the smallest key ≥ ~v.
+        int i = ForeignIndex(v);
+        if (i >= 0)
+            Count(s_foreignRecords[i]);
+    }
+
+    // Keys are ~start, ascending: the record that may contain v is the one with the smallest key ≥ ~v.
+    private static int ForeignIndex(nuint v)
+    {
         nuint k = ~v;
         int lo = 0, hi = s_foreignKeys.Length;
         while (lo < hi)
@@ -561,12 +599,7 @@ internal static unsafe class LeakScanner
             else
                 hi = mid;
         }
-        if (lo < s_foreignKeys.Length)
-        {
-            LeakRecord r = s_foreignRecords[lo];
-            if (v - ~r.Key < r.Size)
-                Count(r);
-        }
+        return lo < s_foreignKeys.Length && v - ~s_foreignRecords[lo].Key < s_foreignRecords[lo].Size ? lo : -1;
     }
 
     private static void Count(LeakRecord r)
@@ -591,6 +624,7 @@ internal static unsafe class LeakScanner
         return any ? crc : LeakStates.NoCrc;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static uint Crc32C(uint crc, byte* p, nuint n)
     {
         nuint i = 0;
@@ -607,6 +641,7 @@ internal static unsafe class LeakScanner
     // ---- classification ----
 
     // Direct: nothing else unreferenced points to it. In an unreachable cycle one member (the oldest) is made direct.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void Classify(List<Unreferenced> found)
     {
         if (found.Count == 0)
@@ -700,6 +735,7 @@ internal static unsafe class LeakScanner
     }
 
     /// <summary>The tracked object a word points into, if any (no side effects).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     public static TrackedObject? Resolve(nuint v)
     {
         nuint off = v - (nuint)KmemMap.Base;
@@ -730,6 +766,14 @@ internal static unsafe class LeakScanner
                 }
             }
             return null;
+        }
+        if (s_inScan)
+        {
+            // During a scan the sorted table answers without the registry's lock.
+            if (v - s_foreignMin >= s_foreignMax - s_foreignMin)
+                return null;
+            int i = ForeignIndex(v);
+            return i >= 0 ? new TrackedObject(s_foreignRecords[i], 0, 0) : null;
         }
         lock (LeakTracking.Lock)
         {
