@@ -168,7 +168,8 @@ public unsafe class KmemleakTests
         Assert.True(at >= 0, report);
         string[] lines = report[at..].Split('\n');
         Assert.Equal($"unreferenced object {addr} (size 32):", lines[0]);
-        Assert.Matches($"^  comm \"{Regex.Escape(Thread.CurrentThread.Name ?? "thread " + Environment.CurrentManagedThreadId)}\", pid [1-9][0-9]*, jiffies [0-9]+$", lines[1]);
+        string comm = Thread.CurrentThread.Name ?? (Environment.CurrentManagedThreadId == 1 ? AppDomain.CurrentDomain.FriendlyName : "thread " + Environment.CurrentManagedThreadId);
+        Assert.Matches($"^  comm \"{Regex.Escape(comm)}\", pid [1-9][0-9]*, jiffies [0-9]+$", lines[1]);
         Assert.Equal("  hex dump (first 32 bytes):", lines[2]);
         Assert.Equal("    00 00 00 00 00 00 00 00 68 65 6c 6c 6f 2c 20 6b  ........hello, k", lines[3]);
         Assert.Equal("    6d 65 6d 6c 65 61 6b 21 00 00 00 00 00 00 00 00  memleak!........", lines[4]);

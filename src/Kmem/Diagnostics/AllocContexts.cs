@@ -18,7 +18,9 @@ internal static class AllocContexts
     public static uint RegisterThread()
     {
         Thread t = Thread.CurrentThread;
-        var info = new ThreadInfo(t.Name ?? $"thread {t.ManagedThreadId}", OsPages.Provider.CurrentThreadId());
+        // An unnamed main thread shows as the program, as the kernel shows a task by its command name.
+        string name = t.Name ?? (t.ManagedThreadId == 1 ? AppDomain.CurrentDomain.FriendlyName : $"thread {t.ManagedThreadId}");
+        var info = new ThreadInfo(name, OsPages.Provider.CurrentThreadId());
         lock (s_lock)
         {
             s_threads.Add(info);

@@ -380,6 +380,14 @@ public static unsafe class Kmemleak
         }
     }
 
+    /// <summary>A result holding a chosen subset of leaks (e.g. one type's), for <see cref="LeakScanResult.Summary"/>.</summary>
+    public static LeakScanResult ResultOf(IReadOnlyList<LeakReport> leaks, LeakScanStats stats)
+    {
+        ArgumentNullException.ThrowIfNull(leaks);
+        ArgumentNullException.ThrowIfNull(stats);
+        return new LeakScanResult(leaks, stats);
+    }
+
     // ---- internals ----
 
     private static void Clear()
