@@ -76,6 +76,17 @@ internal static unsafe class Scenarios
                 Heap.Free(leaked, type);
                 return 0;
             }
+            case "kmemleak-debug":
+            {
+                // KMEMLEAK_DEBUG makes calls on unknown addresses say so.
+                long local = 0;
+                KmemDiagnostics.Message += (_, text) => Console.WriteLine(text);
+                Kmemleak.NotLeak(&local);
+                Kmemleak.Free(&local);
+                Kmemleak.Ignore(&local);
+                Kmemleak.NoScan(&local);
+                return 0;
+            }
             case "kmemleak-env-off":
                 Heap.Free(Heap.Malloc(64, type), type);
                 Console.WriteLine($"enabled={Kmemleak.IsEnabled}");

@@ -14,6 +14,7 @@ public class ChildProcessTests
         psi.ArgumentList.Add(scenario);
         psi.Environment.Remove("KMEM_PANIC");
         psi.Environment.Remove("KMEMLEAK");
+        psi.Environment.Remove("KMEMLEAK_DEBUG");
         psi.Environment["DOTNET_DbgEnableMiniDump"] = "0";
         foreach ((string k, string v) in env)
             psi.Environment[k] = v;
@@ -65,6 +66,20 @@ public class ChildProcessTests
         Assert.Contains("refused Scan()", stdout);
         Assert.Contains("clear ok", stdout);
         Assert.Contains("kmemleak: Kernel memory leak detector disabled", stderr);
+    }
+
+    [Fact]
+    public void Calls_on_unknown_addresses_are_silent_unless_KMEMLEAK_DEBUG()
+    {
+        var (code, stdout, _) = RunChild("kmemleak-debug");
+        Assert.Equal(0, code);
+        Assert.DoesNotContain("unknown object", stdout);
+        (code, stdout, _) = RunChild("kmemleak-debug", ("KMEMLEAK_DEBUG", "1"));
+        Assert.Equal(0, code);
+        Assert.Matches("kmemleak: Trying to color unknown object at 0x[0-9a-f]+ as Grey", stdout);
+        Assert.Matches("kmemleak: Freeing unknown object at 0x[0-9a-f]+", stdout);
+        Assert.Matches("kmemleak: Trying to color unknown object at 0x[0-9a-f]+ as Black", stdout);
+        Assert.Matches("kmemleak: Not scanning unknown object at 0x[0-9a-f]+", stdout);
     }
 
     [Fact]

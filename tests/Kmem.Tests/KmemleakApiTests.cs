@@ -269,6 +269,46 @@ public unsafe class KmemleakApiTests
     }
 
     [Fact]
+    public void Scans_run_safely_while_other_threads_allocate_and_free_reachable_blocks()
+    {
+        var t = Types.New();
+        using var root = new RootTable(64);
+        using var stop = new ManualResetEventSlim();
+        int cycles = 0;
+        var worker = new Thread(() =>
+        {
+            var rng = new Random(7);
+            while (!stop.IsSet)
+            {
+                int i = rng.Next(64);
+                nint old = root[i];
+                // Small, large and vmalloc'd blocks come and go; each is published in the root table before the old one goes.
+                int kind = rng.Next(10);
+                root[i] = kind == 0 ? (nint)Heap.Malloc(100_000, t) : (nint)Heap.Malloc((nuint)rng.Next(1, 2000), t);
+                if (old != 0)
+                    Heap.Free((void*)old, t);
+                cycles++;
+            }
+        });
+        worker.Start();
+        try
+        {
+            for (int i = 0; i < 30; i++)
+                Assert.DoesNotContain(Kmemleak.Scan().Leaks, l => l.Type == t.ShortDesc);
+        }
+        finally
+        {
+            stop.Set();
+            worker.Join();
+        }
+        Assert.True(cycles > 0);
+        for (int i = 0; i < 64; i++)
+            if (root[i] != 0)
+                Heap.Free((void*)root[i], t);
+        Assert.Equal(0, t.GetStats().InUse);
+    }
+
+    [Fact]
     public void Commands_are_validated()
     {
         foreach (string bad in new[] { "", "bogus", "scan=x", "minage=-1", "unref_scans=0", "unref_scans=99", "dump=zz", "stack=maybe", "scanX" })

@@ -454,15 +454,7 @@ public static unsafe class Kmemleak
     private static bool StillThere(Unreferenced u)
     {
         if (u.Object.Record is { } r)
-        {
-            lock (LeakTracking.Lock)
-                return r.Kind switch
-                {
-                    RecordKind.Foreign => LeakTracking.ForeignRecords.Contains(r),
-                    RecordKind.Phys => LeakTracking.PhysRecords.Contains(r),
-                    _ => LeakTracking.TryGetKmem(r.Key, out LeakRecord? live) && live == r,
-                };
-        }
+            return LeakTracking.IsRegistered(r);
         byte* meta = SlabMeta.Of(u.Object.Unit);
         return SlabMeta.Owner(meta, u.Object.Slot) != 0 && SlabMeta.Stamp(meta, u.Object.Slot) == u.Stamp;
     }

@@ -338,8 +338,8 @@ internal static unsafe class LeakScanner
         }
         var whiteRecords = new HashSet<LeakRecord>();
         foreach (LeakRecord r in s_records)
-            if (!r.Gray && (r.State & (LeakState.Black | LeakState.Root)) == 0)
-                whiteRecords.Add(r);
+            if (!r.Gray && (r.State & (LeakState.Black | LeakState.Root)) == 0 && LeakTracking.IsRegistered(r))
+                whiteRecords.Add(r); // (a record unregistered during the scan is freed memory, not a leak)
         return (white, whiteRecords);
     }
 

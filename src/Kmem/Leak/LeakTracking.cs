@@ -59,6 +59,18 @@ internal static unsafe class LeakTracking
             return s_kmemRecords.TryGetValue(offset, out r);
     }
 
+    /// <summary>Whether <paramref name="r"/> is still registered (its object not freed meanwhile).</summary>
+    public static bool IsRegistered(LeakRecord r)
+    {
+        lock (Lock)
+            return r.Kind switch
+            {
+                RecordKind.Foreign => s_foreign.TryGetValue(r.Key, out LeakRecord? f) && f == r,
+                RecordKind.Phys => s_phys.TryGetValue((ulong)r.Key, out LeakRecord? p) && p == r,
+                _ => s_kmemRecords.TryGetValue(r.Key, out LeakRecord? k) && k == r,
+            };
+    }
+
     public static void AddForeign(LeakRecord r)
     {
         lock (Lock)
