@@ -25,9 +25,8 @@ internal static unsafe class KmemMap
     public static uint UnitCount;
     public static int PageSize;
 
-    // Unit allocator state (guarded by s_lock). Free runs are kept by start unit; addresses are never stored, only unit numbers.
-    private static uint s_bumpUnit;
-    private static readonly SortedDictionary<uint, uint> s_freeRuns = new();
+    // Unit allocator (guarded by s_lock): free runs of unit numbers, first fit, so the map fills from its start.
+    private static FreeRuns s_runs = new(0);
     private static long s_committedBytes;
 
     /// <summary>Held while pages are returned to the OS, and by the leak scanner while it reads a block that could be
@@ -69,6 +68,7 @@ internal static unsafe class KmemMap
         Base = (byte*)p;
         Size = (nuint)size;
         UnitCount = (uint)(size >> UnitShift);
+        s_runs = new FreeRuns(UnitCount);
         PageMap.Start(UnitCount, s_pages);
         Slabs.SlabMeta.Start(UnitCount, s_pages);
     }
@@ -89,14 +89,14 @@ internal static unsafe class KmemMap
         long unit;
         lock (s_lock)
         {
-            unit = TakeRun(count);
+            unit = s_runs.Take(count);
             if (unit < 0)
                 return -1;
         }
         if (FaultInjection.FailPageRequest() || !s_pages.Commit((nint)(UnitAddress((uint)unit) + commitOffset), commitBytes))
         {
             lock (s_lock)
-                PutRun((uint)unit, count);
+                s_runs.Put((uint)unit, count);
             return -1;
         }
         Interlocked.Add(ref s_committedBytes, (long)commitBytes);
@@ -110,54 +110,6 @@ internal static unsafe class KmemMap
             s_pages.Decommit((nint)(UnitAddress(unit) + commitOffset), committedBytes);
         Interlocked.Add(ref s_committedBytes, -(long)committedBytes);
         lock (s_lock)
-            PutRun(unit, count);
-    }
-
-    // First fit over the free runs, then the never-used tail of the map.
-    private static long TakeRun(uint count)
-    {
-        foreach (KeyValuePair<uint, uint> run in s_freeRuns)
-        {
-            if (run.Value < count)
-                continue;
-            s_freeRuns.Remove(run.Key);
-            if (run.Value > count)
-                s_freeRuns.Add(run.Key + count, run.Value - count);
-            return run.Key;
-        }
-        if ((ulong)s_bumpUnit + count > UnitCount)
-            return -1;
-        uint start = s_bumpUnit;
-        s_bumpUnit += count;
-        return start;
-    }
-
-    private static void PutRun(uint unit, uint count)
-    {
-        // Coalesce with the run that ends here and the run that starts right after.
-        uint prevStart = 0;
-        bool hasPrev = false;
-        foreach (KeyValuePair<uint, uint> run in s_freeRuns)
-        {
-            if (run.Key >= unit)
-                break;
-            prevStart = run.Key;
-            hasPrev = true;
-        }
-        if (hasPrev && prevStart + s_freeRuns[prevStart] == unit)
-        {
-            unit = prevStart;
-            count += s_freeRuns[prevStart];
-            s_freeRuns.Remove(prevStart);
-        }
-        if (s_freeRuns.TryGetValue(unit + count, out uint next))
-        {
-            s_freeRuns.Remove(unit + count);
-            count += next;
-        }
-        if (unit + count == s_bumpUnit)
-            s_bumpUnit = unit;
-        else
-            s_freeRuns.Add(unit, count);
+            s_runs.Put(unit, count);
     }
 }

@@ -22,7 +22,7 @@ public sealed unsafe class PhysRegion : IDisposable
     private readonly object _lock = new();
     private nint _handle;
     private nuint _mappedComplement; // the mapping's address, complemented (0 = not mapped); never a raw pointer
-    private readonly SortedDictionary<nuint, nuint> _free = new(); // offset → length
+    private readonly Pages.FreeRuns _free;
     private readonly Dictionary<nuint, nuint> _live = new();       // offset → length
     private nuint _allocated;
 
@@ -31,7 +31,7 @@ public sealed unsafe class PhysRegion : IDisposable
         _handle = handle;
         Base = physBase;
         Size = size;
-        _free.Add(0, size);
+        _free = new Pages.FreeRuns(size);
     }
 
     /// <summary>Reserves a region of <paramref name="size"/> bytes (rounded up to pages) and gives it a physical base.</summary>
@@ -124,16 +124,12 @@ public sealed unsafe class PhysRegion : IDisposable
         lock (_lock)
         {
             ThrowIfDisposed();
-            foreach (KeyValuePair<nuint, nuint> run in _free)
+            long off = _free.Take(need);
+            if (off >= 0)
             {
-                if (run.Value < need)
-                    continue;
-                _free.Remove(run.Key);
-                if (run.Value > need)
-                    _free.Add(run.Key + need, run.Value - need);
-                _live.Add(run.Key, need);
+                _live.Add((nuint)off, need);
                 _allocated += need;
-                return Base + run.Key;
+                return Base + (ulong)off;
             }
             return 0;
         }
@@ -149,23 +145,7 @@ public sealed unsafe class PhysRegion : IDisposable
             if (phys < Base || phys >= Base + Size || !_live.Remove(off, out nuint len))
                 throw new ArgumentException($"0x{phys:x} was not handed out by physical region 0x{Base:x} (or is already free)", nameof(phys));
             _allocated -= len;
-            // Coalesce with the neighbours.
-            nuint start = off, end = off + len;
-            KeyValuePair<nuint, nuint>? before = null;
-            foreach (KeyValuePair<nuint, nuint> run in _free)
-            {
-                if (run.Key >= start)
-                    break;
-                before = run;
-            }
-            if (before is { } b && b.Key + b.Value == start)
-            {
-                _free.Remove(b.Key);
-                start = b.Key;
-            }
-            if (_free.Remove(end, out nuint afterLen))
-                end += afterLen;
-            _free.Add(start, end - start);
+            _free.Put(off, len);
         }
     }
 
