@@ -64,6 +64,18 @@ public unsafe class GlobalStateTests
     }
 
     [Fact]
+    public void Double_free_of_a_large_block_panics_duplicated_free()
+    {
+        // Alone, so no other test's large block can take the freed units in between.
+        var type = Types.New();
+        void* big = Heap.Malloc(200_000, type);
+        Heap.Free(big, type);
+        PanicAssert.Panics("free: duplicated free", () => Heap.Free(big, type));
+        Assert.Contains($"multiply freed item 0x{(nuint)big:x}", KmemDiagnostics.Recent);
+        Assert.Equal(0, type.GetStats().InUse);
+    }
+
+    [Fact]
     public void Panic_mode_is_validated()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => KmemOptions.Panic = (PanicMode)7);

@@ -70,6 +70,7 @@ internal static unsafe class LeakScanner
     private static uint s_curUnit = uint.MaxValue, s_curSlot;
     private static LeakRecord? s_curRecord;
     private static int s_vmAreaIndex;
+    private const int ConfirmationPasses = 2;
     private static bool s_inScan;
 
     /// <summary>Slab blocks' scan areas and excess references, by kmem_map offset (set through the API).</summary>
@@ -93,10 +94,11 @@ internal static unsafe class LeakScanner
         Collect();
         s_inScan = true;
         (ulong[]?[] slabWhite, HashSet<LeakRecord> recordWhite) = Mark(secondChance: true);
-        if (WouldReportNew(slabWhite, recordWhite, minAgeMs, unrefScans, mark, scanIndex) && !cancelled())
+        // Confirmation before anything new is reported: more marking passes (up to ConfirmationPasses); only what stays
+        // unreferenced through all of them is a candidate (a pointer that moved between two holders while one pass read
+        // them is found by another).
+        for (int pass = 0; pass < ConfirmationPasses && WouldReportNew(slabWhite, recordWhite, minAgeMs, unrefScans, mark, scanIndex) && !cancelled(); pass++)
         {
-            // Confirmation before anything new is reported: a second marking pass; only what stays unreferenced through
-            // both passes is a candidate (a pointer moved between two holders during the first pass is found now).
             (ulong[]?[] again, HashSet<LeakRecord> recordsAgain) = Mark(secondChance: false);
             for (int i = 0; i < slabWhite.Length; i++)
                 if (slabWhite[i] is { } w)
