@@ -176,8 +176,7 @@ public static unsafe partial class Heap
         if (LeakTracking.Enabled)
         {
             SlabMeta.Stamp(meta, slot) = ++ThreadCaches.Header(tc)->Sequence;
-            SlabMeta.Crc(meta, slot) = LeakStates.NoCrc;
-            SlabMeta.Leak(meta, slot) = 0;
+            SlabMeta.Leak(meta, slot) = 0; // also marks the checksum as not computed
             if (Kmemleak.TraceOn)
                 Kmemleak.RecordTrace(p, SlabMeta.Stamp(meta, slot));
         }

@@ -244,7 +244,7 @@ public static unsafe class Kmemleak
         if (o.Value.Record is { } r)
             r.Crc = LeakStates.NoCrc;
         else
-            SlabMeta.Crc(SlabMeta.Of(o.Value.Unit), o.Value.Slot) = LeakStates.NoCrc;
+            SlabMeta.Leak(SlabMeta.Of(o.Value.Unit), o.Value.Slot) &= unchecked((byte)~LeakState.CrcValid);
     }
 
     // ---- control and reports ----
@@ -438,7 +438,7 @@ public static unsafe class Kmemleak
         LeakState state = LeakScanner.StateOf(obj);
         int minCount = (state & LeakState.Black) != 0 ? -1 : (state & LeakState.Root) != 0 ? 0 : obj.Record?.MinCount ?? 1;
         uint context = obj.Record?.Context ?? SlabMeta.Site(SlabMeta.Of(obj.Unit), obj.Slot);
-        uint crc = obj.Record?.Crc ?? SlabMeta.Crc(SlabMeta.Of(obj.Unit), obj.Slot);
+        uint crc = obj.Record?.Crc ?? LeakScanner.SlabCrc(SlabMeta.Of(obj.Unit), obj.Slot);
         int flags = 0x01 | ((state & LeakState.Reported) != 0 ? 0x02 : 0) | ((state & LeakState.NoScan) != 0 ? 0x04 : 0)
             | (obj.Record?.Kind == RecordKind.Phys ? 0x10 : 0) | (obj.Record?.Kind == RecordKind.PerCpu ? 0x20 : 0);
         string kind = obj.Record?.Kind switch { RecordKind.PerCpu => " (percpu)", RecordKind.Phys => " (phys)", _ => "" };

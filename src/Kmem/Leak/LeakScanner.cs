@@ -304,10 +304,12 @@ internal static unsafe class LeakScanner
                         continue;
                     var o = new TrackedObject(null, unit, slot);
                     uint crc = Checksum(o);
+                    ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, slot));
                     ref uint stored = ref SlabMeta.Crc(meta, slot);
-                    if (crc != stored)
+                    if ((state & LeakState.CrcValid) == 0 || crc != stored)
                     {
                         stored = crc;
+                        state |= LeakState.CrcValid;
                         GraySlab(unit, slot);
                     }
                 }
@@ -784,6 +786,10 @@ internal static unsafe class LeakScanner
         }
     }
 
+    /// <summary>A slab block's stored checksum, ~0 when it was never computed.</summary>
+    public static uint SlabCrc(byte* meta, uint slot) =>
+        ((LeakState)SlabMeta.Leak(meta, slot) & LeakState.CrcValid) != 0 ? SlabMeta.Crc(meta, slot) : LeakStates.NoCrc;
+
     // ---- describing ----
 
     private static Unreferenced Describe(TrackedObject o, uint thread, uint stamp, int bornBefore)
@@ -803,7 +809,7 @@ internal static unsafe class LeakScanner
             Object = o, Offset = ((nuint)o.Unit << KmemMap.UnitShift) + (nuint)o.Slot * size, Kind = null, Size = size,
             TypeIndex = SlabMeta.Owner(meta, o.Slot), Context = SlabMeta.Site(meta, o.Slot), Thread = thread, Stamp = stamp,
             BornBeforeScan = bornBefore, BirthMs = birthMs, MinCount = 1, Count = 0,
-            State = (LeakState)SlabMeta.Leak(meta, o.Slot), Crc = SlabMeta.Crc(meta, o.Slot),
+            State = (LeakState)SlabMeta.Leak(meta, o.Slot), Crc = SlabCrc(meta, o.Slot),
         };
     }
 }

@@ -14,8 +14,9 @@ internal enum LeakState : byte
     Black = 4,
     /// <summary>min_count 0: always scanned, never reported (kmemleak_not_leak, clear, roots).</summary>
     Root = 8,
-    /// <summary>The whole object is scanned even though scan areas were asked for.</summary>
-    HasAreas = 16,
+    /// <summary>The stored checksum is valid; without it the checksum counts as ~0 (never computed, or reset), so a new
+    /// block needs no checksum write when it is handed out.</summary>
+    CrcValid = 16,
     UnrefMask = 0xE0,
 }
 
