@@ -19,7 +19,9 @@ internal static class Program
         usage:
           Kmem.Benchmarks quick [--json FILE] [--reps N] [--pairs N]
               Stopwatch benchmark of 64-byte Malloc+Free pairs (pair64-tight, pair64-batch1000) for kmem,
-              nativememory, mimalloc and jemalloc (peers that cannot be loaded are skipped with a note).
+              nativememory, mimalloc and jemalloc (peers that cannot be loaded are skipped with a note);
+              then pair64-tight-tracking (leak tracking on vs off) and leakbench-1m (a leak scan of 1M
+              objects beside LeakSanitizer, when clang-14 and libclang-rt-14-dev are installed).
               Prints the median ns per pair and kmem/peer ratios; --json writes them to FILE.
               --reps N    timed repetitions per workload and subject (default 7)
               --pairs N   pairs per repetition, a multiple of 1000 (default 4000000)
@@ -39,6 +41,8 @@ internal static class Program
                 return TryParseQuick(rest, out QuickOptions? options, out string? error)
                     ? QuickRunner.Run(options, args)
                     : UsageError(error);
+            case [LeakWorkloads.TrackingOffChildMode, var reps, var pairs]:
+                return LeakWorkloads.RunTrackingOffChild(int.Parse(reps, CultureInfo.InvariantCulture), int.Parse(pairs, CultureInfo.InvariantCulture));
             case ["bdn", .. var rest]:
                 return RunBenchmarkDotNet(rest);
             case ["help" or "-h" or "--help" or "-?"]:

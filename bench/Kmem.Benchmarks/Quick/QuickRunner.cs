@@ -63,9 +63,12 @@ internal static unsafe class QuickRunner
         PrintTable(cells);
         PrintRatios(cells);
 
+        // The leak detector's workloads come last: the leakbench heap (1M live blocks) must not disturb the pairs.
+        List<BenchRun> leakRuns = LeakWorkloads.Run(repetitions, pairs);
+
         if (options.JsonPath is { } jsonPath)
         {
-            BenchRun[] runs = [.. cells.Select(c => new BenchRun(c.Workload, c.Subject, Math.Round(c.Median, 2), "ns"))];
+            BenchRun[] runs = [.. cells.Select(c => new BenchRun(c.Workload, c.Subject, Math.Round(c.Median, 2), "ns")), .. leakRuns];
             BenchJson.Write(jsonPath, new BenchReport(machine, runs));
             Console.WriteLine();
             Console.WriteLine($"wrote {jsonPath}");
