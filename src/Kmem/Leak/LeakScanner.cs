@@ -59,6 +59,8 @@ internal static unsafe class LeakScanner
 
     // Per-scan state. Slab blocks are (unit, slot) pairs; their gray bits live in one bitmap per slab unit.
     private static ulong[]?[] s_gray = Array.Empty<ulong[]?>();
+    private static ulong[]?[] s_white = Array.Empty<ulong[]?>();
+    private static ulong[]?[] s_whiteAgain = Array.Empty<ulong[]?>();
     private static uint[] s_slabs = Array.Empty<uint>();
     private static readonly Stack<ulong> s_slabWork = new();
     private static readonly Stack<LeakRecord> s_recordWork = new();
@@ -93,13 +95,13 @@ internal static unsafe class LeakScanner
 
         Collect();
         s_inScan = true;
-        (ulong[]?[] slabWhite, HashSet<LeakRecord> recordWhite) = Mark(secondChance: true);
+        (ulong[]?[] slabWhite, HashSet<LeakRecord> recordWhite) = Mark(secondChance: true, s_white);
         // Confirmation before anything new is reported: more marking passes (up to ConfirmationPasses); only what stays
         // unreferenced through all of them is a candidate (a pointer that moved between two holders while one pass read
         // them is found by another).
         for (int pass = 0; pass < ConfirmationPasses && WouldReportNew(slabWhite, recordWhite, minAgeMs, unrefScans, mark, scanIndex) && !cancelled(); pass++)
         {
-            (ulong[]?[] again, HashSet<LeakRecord> recordsAgain) = Mark(secondChance: false);
+            (ulong[]?[] again, HashSet<LeakRecord> recordsAgain) = Mark(secondChance: false, s_whiteAgain);
             for (int i = 0; i < slabWhite.Length; i++)
                 if (slabWhite[i] is { } w)
                     for (int k = 0; k < w.Length; k++)
@@ -165,7 +167,6 @@ internal static unsafe class LeakScanner
             : a.Thread != b.Thread ? a.Thread.CompareTo(b.Thread) : a.Stamp.CompareTo(b.Stamp));
         Classify(found);
         s_inScan = false;
-        s_gray = Array.Empty<ulong[]?>();
         s_records = new();
         return new ScanOutcome
         {
@@ -218,9 +219,22 @@ internal static unsafe class LeakScanner
     private static void Collect()
     {
         s_slabs = ClassDepot.AllSlabs();
-        s_gray = new ulong[]?[KmemMap.UnitCount];
+        // Bitmaps live from scan to scan (a slab keeps its class for good): no large allocation per scan.
+        if (s_gray.Length != KmemMap.UnitCount)
+        {
+            s_gray = new ulong[]?[KmemMap.UnitCount];
+            s_white = new ulong[]?[KmemMap.UnitCount];
+            s_whiteAgain = new ulong[]?[KmemMap.UnitCount];
+        }
         foreach (uint unit in s_slabs)
-            s_gray[unit] = new ulong[(SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class) + 63) / 64];
+        {
+            if (s_gray[unit] is not null)
+                continue;
+            int words = (int)((SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class) + 63) / 64);
+            s_gray[unit] = new ulong[words];
+            s_white[unit] = new ulong[words];
+            s_whiteAgain[unit] = new ulong[words];
+        }
         s_vmAreaIndex = Heap.VmAreaType.Index;
         var records = new List<LeakRecord>();
         lock (LeakTracking.Lock)
@@ -267,7 +281,7 @@ internal static unsafe class LeakScanner
 
     // One marking pass; returns the white, allocated, non-root objects (the candidates): a bitmap per slab unit and a set.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
-    private static (ulong[]?[] Slabs, HashSet<LeakRecord> Records) Mark(bool secondChance)
+    private static (ulong[]?[] Slabs, HashSet<LeakRecord> Records) Mark(bool secondChance, ulong[]?[] white)
     {
         foreach (uint unit in s_slabs)
             Array.Clear(s_gray[unit]!);
@@ -327,18 +341,17 @@ internal static unsafe class LeakScanner
             }
             Drain();
         }
-        var white = new ulong[]?[s_gray.Length];
         foreach (uint unit in s_slabs)
         {
             byte* meta = SlabMeta.Of(unit);
             uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
             ulong[] gray = s_gray[unit]!;
-            var w = new ulong[gray.Length];
+            ulong[] w = white[unit]!;
+            Array.Clear(w);
             for (uint slot = 0; slot < n; slot++)
                 if (SlabMeta.Owner(meta, slot) != 0 && (gray[slot >> 6] & (1UL << (int)(slot & 63))) == 0
                     && ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.Black | LeakState.Root)) == 0)
                     w[slot >> 6] |= 1UL << (int)(slot & 63);
-            white[unit] = w;
         }
         var whiteRecords = new HashSet<LeakRecord>();
         foreach (LeakRecord r in s_records)
@@ -650,26 +663,61 @@ internal static unsafe class LeakScanner
     {
         if (found.Count == 0)
             return;
-        var index = new Dictionary<TrackedObject, int>();
-        for (int i = 0; i < found.Count; i++)
-            index[found[i].Object] = i;
-        var edges = new List<int>[found.Count];
+        // Index the unreferenced objects: slab blocks by (unit, slot), records by reference.
+        var slabIndex = new Dictionary<ulong, int>(found.Count);
+        var recordIndex = new Dictionary<LeakRecord, int>();
         for (int i = 0; i < found.Count; i++)
         {
-            var targets = new List<int>();
-            TrackedObject self = found[i].Object;
-            ForEachRange(self, forChecksum: false, (p, n) =>
-            {
-                nuint first = ((nuint)p + 7) & ~(nuint)7, end = (nuint)p + n;
-                for (nuint w = first; w + 8 <= end; w += 8)
-                {
-                    TrackedObject? t = Resolve(*(nuint*)w);
-                    if (t is { } target && target != self && index.TryGetValue(target, out int j) && !targets.Contains(j))
-                        targets.Add(j);
-                }
-            });
-            edges[i] = targets;
+            TrackedObject o = found[i].Object;
+            if (o.Record is { } r)
+                recordIndex[r] = i;
+            else
+                slabIndex[((ulong)o.Unit << 32) | o.Slot] = i;
         }
+        // Edges in one flat list: targets of object i are edgeTargets[edgeStart[i] .. edgeStart[i + 1]).
+        var edgeStart = new int[found.Count + 1];
+        var edgeTargets = new List<int>(found.Count);
+        for (int i = 0; i < found.Count; i++)
+        {
+            edgeStart[i] = edgeTargets.Count;
+            TrackedObject self = found[i].Object;
+            if (self.Record is null)
+            {
+                // The common case, without a delegate: a slab block's words.
+                uint size = SizeClasses.SizeOf(PageMap.Entry(self.Unit)->Class);
+                nuint* words = (nuint*)(KmemMap.UnitAddress(self.Unit) + (nuint)self.Slot * size);
+                for (uint k = 0; k < size / 8; k++)
+                    AddEdge(i, words[k], edgeStart[i]);
+            }
+            else
+            {
+                int from = i;
+                ForEachRange(self, forChecksum: false, (p, n) =>
+                {
+                    nuint first = ((nuint)p + 7) & ~(nuint)7, end = (nuint)p + n;
+                    for (nuint w = first; w + 8 <= end; w += 8)
+                        AddEdge(from, *(nuint*)w, edgeStart[from]);
+                });
+            }
+        }
+        edgeStart[found.Count] = edgeTargets.Count;
+
+        void AddEdge(int from, nuint word, int firstOfFrom)
+        {
+            if (word - (nuint)KmemMap.Base >= KmemMap.Size && word - s_foreignMin >= s_foreignMax - s_foreignMin)
+                return;
+            TrackedObject? t = Resolve(word);
+            if (t is not { } target || target == found[from].Object)
+                return;
+            int j;
+            if (target.Record is { } tr ? !recordIndex.TryGetValue(tr, out j) : !slabIndex.TryGetValue(((ulong)target.Unit << 32) | target.Slot, out j))
+                return;
+            for (int e = firstOfFrom; e < edgeTargets.Count; e++)
+                if (edgeTargets[e] == j)
+                    return;
+            edgeTargets.Add(j);
+        }
+
         // Strongly connected components (Tarjan, iterative). A component nothing outside it points to is a leak's root:
         // its oldest member is direct (valgrind's rule for cycles); every other object is indirect.
         int n = found.Count, next = 0, components = 0;
@@ -691,10 +739,10 @@ internal static unsafe class LeakScanner
             while (frames.Count > 0)
             {
                 (int v, int e) = frames.Pop();
-                if (e < edges[v].Count)
+                if (edgeStart[v] + e < edgeStart[v + 1])
                 {
                     frames.Push((v, e + 1));
-                    int w = edges[v][e];
+                    int w = edgeTargets[edgeStart[v] + e];
                     if (order[w] < 0)
                     {
                         order[w] = low[w] = next++;
@@ -725,9 +773,9 @@ internal static unsafe class LeakScanner
         }
         var entered = new bool[components];
         for (int i = 0; i < n; i++)
-            foreach (int j in edges[i])
-                if (component[j] != component[i])
-                    entered[component[j]] = true;
+            for (int e = edgeStart[i]; e < edgeStart[i + 1]; e++)
+                if (component[edgeTargets[e]] != component[i])
+                    entered[component[edgeTargets[e]]] = true;
         var rootTaken = new bool[components];
         for (int i = 0; i < n; i++)
         {
