@@ -69,7 +69,7 @@ public static unsafe class Kmemleak
                 throw new ArgumentException($"Cannot insert 0x{start:x} into the object search tree (overlaps existing)", nameof(ptr));
         }
         LeakRecord r = NewRecord(RecordKind.Foreign, ~(nuint)ptr, size, minCount, member, file, line);
-        LeakTracking.AddForeign(r);
+        LeakTracking.Add(r);
     }
 
     /// <summary>kmemleak_alloc_percpu: tracks a per-CPU object again after <see cref="FreePercpu"/> untracked it.</summary>
@@ -91,7 +91,7 @@ public static unsafe class Kmemleak
     {
         if (ptr == null || s_disabled)
             return;
-        if (LeakTracking.RemoveForeign(~(nuint)ptr, out _))
+        if (LeakTracking.Remove(RecordKind.Foreign, ~(nuint)ptr, out _))
             return;
         if (!Paint(ptr, LeakState.Black, exact: true))
             Debug($"Freeing unknown object at 0x{(nuint)ptr:x}");
@@ -204,7 +204,7 @@ public static unsafe class Kmemleak
         lock (LeakTracking.Lock)
             if (LeakTracking.PhysRecords.Any(r => phys < (ulong)r.Key + r.Size && phys + size > (ulong)r.Key))
                 throw new ArgumentException($"Cannot insert 0x{phys:x} into the object search tree (overlaps existing)", nameof(phys));
-        LeakTracking.AddPhys(NewRecord(RecordKind.Phys, (nuint)phys, size, minCount, member, file, line));
+        LeakTracking.Add(NewRecord(RecordKind.Phys, (nuint)phys, size, minCount, member, file, line));
     }
 
     /// <summary>kmemleak_free_part_phys.</summary>
@@ -542,13 +542,7 @@ public static unsafe class Kmemleak
     {
         nuint start = kind == RecordKind.Foreign ? ~r.Key : r.Key;
         nuint cut = start + offset, cutEnd = size > r.Size - offset ? start + r.Size : cut + size;
-        lock (LeakTracking.Lock)
-        {
-            if (kind == RecordKind.Foreign)
-                LeakTracking.RemoveForeign(r.Key, out _);
-            else
-                LeakTracking.RemovePhys(r.Key, out _);
-        }
+        LeakTracking.Remove(kind, r.Key, out _);
         int minCount = (r.State & LeakState.Black) != 0 ? -1 : (r.State & LeakState.Root) != 0 ? 0 : r.MinCount;
         if (cut > start)
             AddPiece(kind, start, cut - start, minCount, member, file, line);
@@ -558,11 +552,7 @@ public static unsafe class Kmemleak
 
     private static void AddPiece(RecordKind kind, nuint start, nuint size, int minCount, string member, string file, int line)
     {
-        LeakRecord piece = NewRecord(kind, kind == RecordKind.Foreign ? ~start : start, size, minCount, member, file, line);
-        if (kind == RecordKind.Foreign)
-            LeakTracking.AddForeign(piece);
-        else
-            LeakTracking.AddPhys(piece);
+        LeakTracking.Add(NewRecord(kind, kind == RecordKind.Foreign ? ~start : start, size, minCount, member, file, line));
     }
 
     private static void CheckGfp(MallocFlags gfp)

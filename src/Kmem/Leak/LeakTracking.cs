@@ -15,7 +15,7 @@ internal static unsafe class LeakTracking
     public static readonly object Lock = new();
     private static readonly Dictionary<nuint, LeakRecord> s_kmemRecords = new();   // by kmem_map offset
     private static readonly Dictionary<nuint, LeakRecord> s_foreign = new();       // by ~address
-    private static readonly Dictionary<ulong, LeakRecord> s_phys = new();          // by physical address
+    private static readonly Dictionary<nuint, LeakRecord> s_phys = new();          // by physical address
     private static long s_order;
 
     public static IEnumerable<LeakRecord> KmemRecords => s_kmemRecords.Values;
@@ -59,46 +59,31 @@ internal static unsafe class LeakTracking
             return s_kmemRecords.TryGetValue(offset, out r);
     }
 
+    // The table a record of this kind lives in (Large, Vmalloc and PerCpu share the kmem_map table).
+    private static Dictionary<nuint, LeakRecord> TableOf(RecordKind kind) =>
+        kind switch { RecordKind.Foreign => s_foreign, RecordKind.Phys => s_phys, _ => s_kmemRecords };
+
     /// <summary>Whether <paramref name="r"/> is still registered (its object not freed meanwhile).</summary>
     public static bool IsRegistered(LeakRecord r)
     {
         lock (Lock)
-            return r.Kind switch
-            {
-                RecordKind.Foreign => s_foreign.TryGetValue(r.Key, out LeakRecord? f) && f == r,
-                RecordKind.Phys => s_phys.TryGetValue((ulong)r.Key, out LeakRecord? p) && p == r,
-                _ => s_kmemRecords.TryGetValue(r.Key, out LeakRecord? k) && k == r,
-            };
+            return TableOf(r.Kind).TryGetValue(r.Key, out LeakRecord? live) && live == r;
     }
 
-    public static void AddForeign(LeakRecord r)
+    /// <summary>Registers a foreign or physical record (Kmem's own objects go through <see cref="AddKmem"/>).</summary>
+    public static void Add(LeakRecord r)
     {
         lock (Lock)
         {
             r.Order = ++s_order;
-            s_foreign[r.Key] = r;
+            TableOf(r.Kind)[r.Key] = r;
         }
     }
 
-    public static bool RemoveForeign(nuint key, [NotNullWhen(true)] out LeakRecord? r)
+    public static bool Remove(RecordKind kind, nuint key, [NotNullWhen(true)] out LeakRecord? r)
     {
         lock (Lock)
-            return s_foreign.Remove(key, out r);
-    }
-
-    public static void AddPhys(LeakRecord r)
-    {
-        lock (Lock)
-        {
-            r.Order = ++s_order;
-            s_phys[r.Key] = r;
-        }
-    }
-
-    public static bool RemovePhys(ulong phys, [NotNullWhen(true)] out LeakRecord? r)
-    {
-        lock (Lock)
-            return s_phys.Remove(phys, out r);
+            return TableOf(kind).Remove(key, out r);
     }
 
     /// <summary>Finds the foreign record containing <paramref name="p"/> (interior allowed), under <see cref="Lock"/>.</summary>
@@ -117,7 +102,7 @@ internal static unsafe class LeakTracking
     public static LeakRecord? PhysContaining(ulong phys)
     {
         foreach (LeakRecord r in s_phys.Values)
-            if (phys >= r.Key && phys - r.Key < r.Size)
+            if (phys >= (ulong)r.Key && phys - (ulong)r.Key < (ulong)r.Size)
                 return r;
         return null;
     }
