@@ -145,7 +145,14 @@ public unsafe class KmemleakApiTests
         Assert.False(Reported(r, child));
         Assert.Contains(r.Leaks, l => l.Kind == LeakObjectKind.Phys && l.Address == (nuint)lonePhys);
         Assert.Contains("unreferenced object (phys) 0x", Kmemleak.Read());
+        ulong heldPhys = region.Alloc(64);
+        Kmemleak.AllocPhys(heldPhys, 64, 1);
+        using var holder = new RootTable(1);
+        holder[0] = (nint)heldPhys + 8; // a word holding a physical address inside it refers to it
+        r = Leaks.ScanTwice();
+        Assert.DoesNotContain(r.Leaks, l => l.Kind == LeakObjectKind.Phys && l.Address == (nuint)heldPhys);
         Kmemleak.IgnorePhys(lonePhys);
+        Kmemleak.FreePartPhys(heldPhys, 64);
         region.Unmap(); // unmapped: not scanned, so the child loses its only reference
         r = Leaks.ScanTwice();
         Assert.True(Reported(r, child));

@@ -68,6 +68,8 @@ internal static unsafe class LeakScanner
     private static nuint[] s_foreignKeys = Array.Empty<nuint>(); // ~start, ascending
     private static LeakRecord[] s_foreignRecords = Array.Empty<LeakRecord>();
     private static nuint s_foreignMin, s_foreignMax;
+    private static LeakRecord[] s_physRecords = Array.Empty<LeakRecord>();
+    private static nuint s_physMin, s_physMax;
     private static long s_bytesScanned;
     private static uint s_curUnit = uint.MaxValue, s_curSlot;
     private static LeakRecord? s_curRecord;
@@ -247,7 +249,10 @@ internal static unsafe class LeakScanner
             s_foreignMin = foreign.Count == 0 ? 1 : foreign.Min(r => ~r.Key);
             s_foreignMax = foreign.Count == 0 ? 0 : foreign.Max(r => ~r.Key + r.Size);
             records.AddRange(foreign);
-            records.AddRange(LeakTracking.PhysRecords);
+            s_physRecords = LeakTracking.PhysRecords.ToArray();
+            s_physMin = s_physRecords.Length == 0 ? 1 : s_physRecords.Min(r => r.Key);
+            s_physMax = s_physRecords.Length == 0 ? 0 : s_physRecords.Max(r => r.Key + r.Size);
+            records.AddRange(s_physRecords);
         }
         s_records = records;
     }
@@ -528,7 +533,20 @@ internal static unsafe class LeakScanner
                 ReferenceKmem(v);
             else if (v - s_foreignMin < s_foreignMax - s_foreignMin)
                 ReferenceForeign(v);
+            else if (v - s_physMin < s_physMax - s_physMin)
+                ReferencePhys(v);
         }
+    }
+
+    // A word holding a physical address inside a registered physical object refers to it.
+    private static void ReferencePhys(nuint v)
+    {
+        foreach (LeakRecord r in s_physRecords)
+            if (v - r.Key < r.Size)
+            {
+                Count(r);
+                return;
+            }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
