@@ -511,14 +511,6 @@ internal static unsafe class LeakScanner
         s_curRecord = null;
     }
 
-    /// <summary>Scans a root range that is not a tracked object (the process roots of a later layer).</summary>
-    public static void ScanRoot(byte* start, nuint length)
-    {
-        s_curUnit = uint.MaxValue;
-        s_curRecord = null;
-        ScanRange(start, length);
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void ScanRange(byte* start, nuint length)
     {
@@ -670,8 +662,6 @@ internal static unsafe class LeakScanner
         return crc;
     }
 
-    /// <summary>The checksum of an object now (for dump=).</summary>
-    public static uint ChecksumNow(TrackedObject o) => Checksum(o);
 
     // ---- classification ----
 

@@ -27,7 +27,6 @@ internal sealed unsafe class ClassDepot
     private long _carveUnit = -1;   // slab being carved
     private uint _carveSlot;
     private long _carved;           // blocks ever carved (kb_total)
-    private long _slabs;
 
     private ClassDepot(int cls)
     {
@@ -46,7 +45,6 @@ internal sealed unsafe class ClassDepot
 
     public int Batch => _batch;
     public long Carved => Volatile.Read(ref _carved);
-    public long Slabs => Volatile.Read(ref _slabs);
     public long Cached { get { lock (_lock) return _batchCount * _batch + _looseCount; } }
 
     /// <summary>Whether a slot of a slab of this class was ever handed to a cache (a racy read: for messages only).</summary>
@@ -161,7 +159,6 @@ internal sealed unsafe class ClassDepot
         Volatile.Write(ref *(byte*)&e->Kind, (byte)UnitKind.Slab);
         _carveUnit = unit;
         _carveSlot = 0;
-        _slabs++;
         lock (s_allSlabs)
             s_allSlabs.Add((uint)unit);
         return true;

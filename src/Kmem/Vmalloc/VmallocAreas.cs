@@ -71,10 +71,4 @@ internal static unsafe class VmallocAreas
         }
         return addr >= (byte*)d->Addr && addr < (byte*)d->Addr + d->Size ? d : null;
     }
-
-    /// <summary>Live areas, for vmstat: (bytes, type index).</summary>
-    public static int Count
-    {
-        get { lock (s_lock) return s_descriptors.Count; }
-    }
 }
