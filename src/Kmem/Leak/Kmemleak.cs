@@ -93,7 +93,7 @@ public static unsafe class Kmemleak
             return;
         if (LeakTracking.Remove(RecordKind.Foreign, ~(nuint)ptr, out _))
             return;
-        if (!Paint(ptr, LeakState.Black, exact: true))
+        if (!Paint(ptr, LeakState.Black))
             Debug($"Freeing unknown object at 0x{(nuint)ptr:x}");
     }
 
@@ -141,14 +141,14 @@ public static unsafe class Kmemleak
     /// <summary>kmemleak_not_leak: the object becomes a root: always scanned, never reported.</summary>
     public static void NotLeak(void* ptr)
     {
-        if (ptr != null && !s_disabled && !Paint(ptr, LeakState.Root, exact: true))
+        if (ptr != null && !s_disabled && !Paint(ptr, LeakState.Root))
             Debug($"Trying to color unknown object at 0x{(nuint)ptr:x} as Grey");
     }
 
     /// <summary>kmemleak_ignore: the object is neither scanned nor reported.</summary>
     public static void Ignore(void* ptr)
     {
-        if (ptr != null && !s_disabled && !Paint(ptr, LeakState.Black, exact: true))
+        if (ptr != null && !s_disabled && !Paint(ptr, LeakState.Black))
             Debug($"Trying to color unknown object at 0x{(nuint)ptr:x} as Black");
     }
 
@@ -184,7 +184,7 @@ public static unsafe class Kmemleak
     /// <summary>kmemleak_no_scan: the object's contents are never scanned (it can still be referenced).</summary>
     public static void NoScan(void* ptr)
     {
-        if (ptr != null && !s_disabled && !Paint(ptr, LeakState.NoScan, exact: true))
+        if (ptr != null && !s_disabled && !Paint(ptr, LeakState.NoScan))
             Debug($"Not scanning unknown object at 0x{(nuint)ptr:x}");
     }
 
@@ -436,7 +436,7 @@ public static unsafe class Kmemleak
         }
         TrackedObject obj = o.Value;
         LeakState state = LeakScanner.StateOf(obj);
-        int minCount = (state & LeakState.Black) != 0 ? -1 : (state & LeakState.Root) != 0 ? 0 : obj.Record?.MinCount ?? 1;
+        int minCount = LeakStates.MinCount(state, obj.Record?.MinCount ?? 1);
         uint context = obj.Record?.Context ?? SlabMeta.Site(SlabMeta.Of(obj.Unit), obj.Slot);
         uint crc = obj.Record?.Crc ?? LeakScanner.SlabCrc(SlabMeta.Of(obj.Unit), obj.Slot);
         int flags = 0x01 | ((state & LeakState.Reported) != 0 ? 0x02 : 0) | ((state & LeakState.NoScan) != 0 ? 0x04 : 0)
@@ -478,10 +478,10 @@ public static unsafe class Kmemleak
     private static nuint SizeOf(TrackedObject o) => o.Record?.Size ?? SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
 
     // Sets a state bit on the object starting exactly at ptr; false if there is none.
-    private static bool Paint(void* ptr, LeakState bit, bool exact)
+    private static bool Paint(void* ptr, LeakState bit)
     {
         TrackedObject? o = Resolve(ptr);
-        if (o is null || (exact && StartOf(o.Value) != (nuint)ptr))
+        if (o is null || StartOf(o.Value) != (nuint)ptr)
         {
             if (o is not null)
                 Debug($"Found object by alias at 0x{(nuint)ptr:x}");
@@ -496,7 +496,7 @@ public static unsafe class Kmemleak
     internal static void MarkKmemBlock(void* ptr, LeakState bit)
     {
         if (LeakTracking.Enabled)
-            Paint(ptr, bit, exact: true);
+            Paint(ptr, bit);
     }
 
     private static void PaintPhys(ulong phys, LeakState bit, string colour)
@@ -543,7 +543,7 @@ public static unsafe class Kmemleak
         nuint start = kind == RecordKind.Foreign ? ~r.Key : r.Key;
         nuint cut = start + offset, cutEnd = size > r.Size - offset ? start + r.Size : cut + size;
         LeakTracking.Remove(kind, r.Key, out _);
-        int minCount = (r.State & LeakState.Black) != 0 ? -1 : (r.State & LeakState.Root) != 0 ? 0 : r.MinCount;
+        int minCount = LeakStates.MinCount(r.State, r.MinCount);
         if (cut > start)
             AddPiece(kind, start, cut - start, minCount, member, file, line);
         if (cutEnd < start + r.Size)

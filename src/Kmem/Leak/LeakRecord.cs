@@ -19,7 +19,6 @@ internal sealed class LeakRecord
     public ushort TypeIndex;
     public uint Thread;      // allocating thread ordinal (birth order)
     public uint Stamp;       // the thread's sequence number at allocation
-    public long Order;       // global registration order (records only)
     public long BirthMs = Leak.LeakScanner.NowMs;
     public List<(nuint Offset, nuint Length)>? Areas;
     // Scan state.

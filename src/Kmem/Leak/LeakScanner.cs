@@ -11,10 +11,7 @@ using Kmem.Slabs;
 namespace Kmem.Leak;
 
 /// <summary>An object the detector tracks: a slab block (unit, slot) or a record.</summary>
-internal readonly record struct TrackedObject(LeakRecord? Record, uint Unit, uint Slot)
-{
-    public bool IsSlab => Record is null;
-}
+internal readonly record struct TrackedObject(LeakRecord? Record, uint Unit, uint Slot);
 
 /// <summary>What a scan found about one unreferenced object.</summary>
 internal sealed class Unreferenced
@@ -29,9 +26,6 @@ internal sealed class Unreferenced
     public required uint Stamp;
     public required int BornBeforeScan; // index of the first scan known to start after the birth
     public required long BirthMs;       // lower bound of the birth time, ms since start
-    public required int MinCount;
-    public required int Count;
-    public required LeakState State;
     public required uint Crc;
     public bool Direct = true;
     public bool New;
@@ -855,8 +849,7 @@ internal static unsafe class LeakScanner
             return new Unreferenced
             {
                 Object = o, Offset = r.Key, Kind = r.Kind, Size = r.Size, TypeIndex = r.TypeIndex, Context = r.Context,
-                Thread = thread, Stamp = stamp, BornBeforeScan = bornBefore, BirthMs = r.BirthMs, MinCount = r.MinCount,
-                Count = r.Count, State = r.State, Crc = r.Crc,
+                Thread = thread, Stamp = stamp, BornBeforeScan = bornBefore, BirthMs = r.BirthMs, Crc = r.Crc,
             };
         byte* meta = SlabMeta.Of(o.Unit);
         uint size = SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
@@ -864,8 +857,7 @@ internal static unsafe class LeakScanner
         {
             Object = o, Offset = ((nuint)o.Unit << KmemMap.UnitShift) + (nuint)o.Slot * size, Kind = null, Size = size,
             TypeIndex = SlabMeta.Owner(meta, o.Slot), Context = SlabMeta.Site(meta, o.Slot), Thread = thread, Stamp = stamp,
-            BornBeforeScan = bornBefore, BirthMs = birthMs, MinCount = 1, Count = 0,
-            State = (LeakState)SlabMeta.Leak(meta, o.Slot), Crc = SlabCrc(meta, o.Slot),
+            BornBeforeScan = bornBefore, BirthMs = birthMs, Crc = SlabCrc(meta, o.Slot),
         };
     }
 }

@@ -27,6 +27,10 @@ internal static class LeakStates
     /// <summary>The checksum of an object not checksummed yet (~0, so the first scan always sees a change).</summary>
     public const uint NoCrc = 0xFFFFFFFF;
 
+    /// <summary>The kernel's min_count of an object: −1 when black, 0 when a root, else its own.</summary>
+    public static int MinCount(LeakState s, int own) =>
+        (s & LeakState.Black) != 0 ? -1 : (s & LeakState.Root) != 0 ? 0 : own;
+
     public static int Unref(LeakState s) => ((int)s & (int)LeakState.UnrefMask) >> UnrefShift;
 
     public static LeakState WithUnref(LeakState s, int n) =>

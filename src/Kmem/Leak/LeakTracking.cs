@@ -16,7 +16,6 @@ internal static unsafe class LeakTracking
     private static readonly Dictionary<nuint, LeakRecord> s_kmemRecords = new();   // by kmem_map offset
     private static readonly Dictionary<nuint, LeakRecord> s_foreign = new();       // by ~address
     private static readonly Dictionary<nuint, LeakRecord> s_phys = new();          // by physical address
-    private static long s_order;
 
     public static IEnumerable<LeakRecord> KmemRecords => s_kmemRecords.Values;
     public static IEnumerable<LeakRecord> ForeignRecords => s_foreign.Values;
@@ -40,7 +39,6 @@ internal static unsafe class LeakTracking
         var r = new LeakRecord { Kind = kind, Key = OffsetOf(start), Size = size, MinCount = minCount, TypeIndex = typeIndex, Context = context, Thread = thread, Stamp = stamp };
         lock (Lock)
         {
-            r.Order = ++s_order;
             s_kmemRecords[r.Key] = r;
         }
         if (Kmemleak.TraceOn)
@@ -75,7 +73,6 @@ internal static unsafe class LeakTracking
     {
         lock (Lock)
         {
-            r.Order = ++s_order;
             TableOf(r.Kind)[r.Key] = r;
         }
     }
