@@ -71,7 +71,7 @@ public static unsafe partial class Heap
         nuint off = (nuint)(p - KmemMap.Base);
         if (off < KmemMap.Size && type is not null)
         {
-            UnitInfo* e = PageMap.Lookup(p);
+            UnitInfo* e = PageMap.LookupOffset(off);
             if (e != null && e->Kind == UnitKind.Slab)
             {
                 int cls = e->Class;

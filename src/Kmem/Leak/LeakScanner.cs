@@ -539,7 +539,7 @@ internal static unsafe class LeakScanner
     private static void ReferenceKmem(nuint v)
     {
         nuint off = v - (nuint)KmemMap.Base;
-        UnitInfo* e = PageMap.Lookup((void*)v);
+        UnitInfo* e = PageMap.LookupOffset(off);
         if (e == null)
             return;
         switch (e->Kind)

@@ -65,8 +65,12 @@ internal static unsafe class PageMap
     public static UnitInfo* Lookup(void* p)
     {
         nuint off = (nuint)((byte*)p - KmemMap.Base);
-        if (off >= KmemMap.Size)
-            return null;
+        return off < KmemMap.Size ? LookupOffset(off) : null;
+    }
+
+    /// <summary>The entry for the unit at kmem_map offset <paramref name="off"/> (already known to be inside the map).</summary>
+    public static UnitInfo* LookupOffset(nuint off)
+    {
         UnitInfo* l2 = s_level1[off >> KmemMap.ChunkShift];
         return l2 == null ? null : l2 + ((off >> KmemMap.UnitShift) & (KmemMap.UnitsPerChunk - 1));
     }
