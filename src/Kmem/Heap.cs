@@ -177,7 +177,7 @@ public static unsafe partial class Heap
         {
             SlabMeta.Stamp(meta, slot) = ++ThreadCaches.Header(tc)->Sequence;
             SlabMeta.Leak(meta, slot) = 0; // also marks the checksum as not computed
-            if (Kmemleak.TraceOn)
+            if (LeakTracking.Trace)
                 Kmemleak.RecordTrace(p, SlabMeta.Stamp(meta, slot));
         }
 

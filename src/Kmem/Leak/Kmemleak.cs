@@ -23,7 +23,6 @@ public static unsafe class Kmemleak
     private static int s_minAgeMs = 5000;
     private static int s_unrefScans = 1;
     private static bool s_stackScan = true;
-    private static bool s_trace;
     private static bool s_disabled = !LeakTracking.Enabled;
     private static bool s_leaksFound;
     private static List<Unreferenced> s_last = new();
@@ -91,7 +90,10 @@ public static unsafe class Kmemleak
     {
         if (ptr == null || s_disabled)
             return;
-        if (LeakTracking.Remove(RecordKind.Foreign, ~(nuint)ptr, out _))
+        bool removed;
+        lock (KmemMap.UnmapGate) // once Free returns, no scan is reading the memory
+            removed = LeakTracking.Remove(RecordKind.Foreign, ~(nuint)ptr, out _);
+        if (removed)
             return;
         if (!Paint(ptr, LeakState.Black))
             Debug($"Freeing unknown object at 0x{(nuint)ptr:x}");
@@ -113,7 +115,8 @@ public static unsafe class Kmemleak
             Debug($"Partially freeing unknown object at 0x{(nuint)ptr:x} (size {size})");
             return;
         }
-        SplitAround(r, (nuint)ptr - ~r.Key, size, RecordKind.Foreign, member, file, line);
+        lock (KmemMap.UnmapGate)
+            SplitAround(r, (nuint)ptr - ~r.Key, size, RecordKind.Foreign, member, file, line);
     }
 
     /// <summary>kmemleak_free_percpu: stops tracking a per-CPU object.</summary>
@@ -170,7 +173,7 @@ public static unsafe class Kmemleak
         nuint length = size == nuint.MaxValue ? objSize - offset : size;
         if (offset + length > objSize || offset + length < offset)
             throw new ArgumentException($"Scan area larger than object 0x{start:x}", nameof(size));
-        lock (LeakTracking.Lock)
+        lock (s_scanLock) // the scanner reads the area lists without other locks
         {
             List<(nuint, nuint)> areas;
             if (o.Value.Record is { } r)
@@ -274,8 +277,8 @@ public static unsafe class Kmemleak
                 return "";
             case "stack=on": s_stackScan = true; return "";
             case "stack=off": s_stackScan = false; return "";
-            case "trace=on": s_trace = true; return "";
-            case "trace=off": s_trace = false; return "";
+            case "trace=on": LeakTracking.Trace = true; return "";
+            case "trace=off": LeakTracking.Trace = false; return "";
             case "scan=on": StartAutoScan(); return "";
             case "scan=off": StopAutoScan(); return "";
             case "scan":
@@ -306,7 +309,8 @@ public static unsafe class Kmemleak
         }
         // dump=<addr>
         ulong addr = ParseAddress(value, command);
-        return Dump((void*)addr);
+        lock (s_scanLock) // the record and the scan history it reads are the scanner's
+            return Dump((void*)addr);
     }
 
     private static bool IsKnown(string c) =>
@@ -445,7 +449,7 @@ public static unsafe class Kmemleak
         AllocContexts.ThreadInfo thread = AllocContexts.ThreadOf(context);
         var o2 = new StringBuilder();
         o2.Append($"Object{kind} 0x{(obj.Record?.Kind == RecordKind.Phys ? (nuint)obj.Record.Key : StartOf(obj)):x} (size {SizeOf(obj)}):\n");
-        o2.Append($"  comm \"{thread.Name}\", pid {thread.OsThreadId}, jiffies {(obj.Record is null ? 0 : obj.Record.Stamp)}\n");
+        o2.Append($"  comm \"{thread.Name}\", pid {thread.OsThreadId}, jiffies {LeakScanner.BirthMsOf(obj)}\n");
         o2.Append($"  min_count = {minCount}\n  count = {obj.Record?.Count ?? 0}\n  flags = 0x{flags:x}\n  checksum = {crc}\n");
         o2.Append("  backtrace:\n    ").Append(AllocContexts.Describe(context)).Append('\n');
         return o2.ToString();
@@ -568,8 +572,6 @@ public static unsafe class Kmemleak
     }
 
     /// <summary>Records the managed stack of a new Kmem block when <c>trace=on</c> (called by the allocator).</summary>
-    internal static bool TraceOn => s_trace;
-
     internal static void RecordTrace(void* block, uint stamp)
     {
         // Frames above Kmem's own: the allocation API and this method are skipped.

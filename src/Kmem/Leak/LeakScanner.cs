@@ -445,7 +445,12 @@ internal static unsafe class LeakScanner
                     VisitRecord(r, KmemMap.Base + r.Key + (nuint)cpu * KmemMap.UnitSize, forChecksum, visit);
                 break;
             case RecordKind.Foreign:
-                VisitRecord(r, (byte*)~r.Key, forChecksum, visit);
+                // The owner may unregister and free it meanwhile: Kmemleak.Free takes the same gate.
+                lock (KmemMap.UnmapGate)
+                {
+                    if (LeakTracking.IsRegistered(r))
+                        VisitRecord(r, (byte*)~r.Key, forChecksum, visit);
+                }
                 break;
             case RecordKind.Phys:
                 lock (KmemMap.UnmapGate)
@@ -840,11 +845,26 @@ internal static unsafe class LeakScanner
     public static uint SlabCrc(byte* meta, uint slot) =>
         ((LeakState)SlabMeta.Leak(meta, slot) & LeakState.CrcValid) != 0 ? SlabMeta.Crc(meta, slot) : LeakStates.NoCrc;
 
+    // The start of the scan interval an object was born in: the scan before the first one that started after its birth
+    // (0 before the first scan; the latest scan's start when no scan has started since).
+    private static long BirthLowerBound(int bornBefore) =>
+        bornBefore > 0 ? s_history[bornBefore - 1].StartMs : bornBefore < 0 && s_history.Count > 0 ? s_history[^1].StartMs : 0;
+
+    /// <summary>When an object was born, as reports print it (ms since start; for slab blocks a lower bound).</summary>
+    public static long BirthMsOf(TrackedObject o)
+    {
+        if (o.Record is { } r)
+            return r.BirthMs;
+        (uint thread, uint stamp) = BirthOf(o);
+        s_contexts = null;
+        return BirthLowerBound(FirstScanAfterBirth(thread, stamp));
+    }
+
     // ---- describing ----
 
     private static Unreferenced Describe(TrackedObject o, uint thread, uint stamp, int bornBefore)
     {
-        long birthMs = bornBefore > 0 ? s_history[bornBefore - 1].StartMs : 0;
+        long birthMs = BirthLowerBound(bornBefore);
         if (o.Record is { } r)
             return new Unreferenced
             {

@@ -12,6 +12,10 @@ internal static unsafe class LeakTracking
     /// <summary>Whether objects are being tracked; cleared for good by <c>off</c> or <c>KMEMLEAK=off</c>.</summary>
     public static volatile bool Enabled = !string.Equals(Environment.GetEnvironmentVariable("KMEMLEAK"), "off", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>Whether each allocation records its managed stack (<c>trace=on</c>). Kept here, beside
+    /// <see cref="Enabled"/>, so the allocation fast path reads only this class's statics.</summary>
+    public static volatile bool Trace;
+
     public static readonly object Lock = new();
     private static readonly Dictionary<nuint, LeakRecord> s_kmemRecords = new();   // by kmem_map offset
     private static readonly Dictionary<nuint, LeakRecord> s_foreign = new();       // by ~address
@@ -41,7 +45,7 @@ internal static unsafe class LeakTracking
         {
             s_kmemRecords[r.Key] = r;
         }
-        if (Kmemleak.TraceOn)
+        if (Trace)
             Kmemleak.RecordTrace(start, stamp);
     }
 
