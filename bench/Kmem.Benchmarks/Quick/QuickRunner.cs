@@ -1,6 +1,7 @@
 // Quick/QuickRunner.cs — the "quick" mode: times 64-byte allocate+free pairs (tight and batch-of-1000 shapes) for
 // Kmem and the peer allocators with Stopwatch, prints medians and Kmem/peer ratios, and optionally writes JSON.
-// Also re-launches itself with the glibc static-TLS tunable so jemalloc can be dlopen'ed.
+// Also re-launches itself with the glibc static-TLS tunable so jemalloc can be dlopen'ed, and runs the leak detector's
+// workloads (TrackingWorkload, LeakbenchWorkload) after the pairs.
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Reflection;
@@ -63,19 +64,54 @@ internal static unsafe class QuickRunner
         PrintTable(cells);
         PrintRatios(cells);
 
-        // The leak detector's workloads come last: the leakbench heap (1M live blocks) must not disturb the pairs.
-        List<BenchRun> leakRuns = LeakWorkloads.Run(repetitions, pairs);
+        // The leak detector's workloads come last, leakbench at the very end: its 1M blocks stay live until exit.
+        List<BenchRun> trackingRuns = TrackingWorkload.Run(repetitions, pairs);
+        LeakbenchOutcome leakbench = LeakbenchWorkload.Run();
 
         if (options.JsonPath is { } jsonPath)
         {
-            BenchRun[] runs = [.. cells.Select(c => new BenchRun(c.Workload, c.Subject, Math.Round(c.Median, 2), "ns")), .. leakRuns];
+            BenchRun[] runs =
+            [
+                .. cells.Select(c => new BenchRun(c.Workload, c.Subject, Math.Round(c.Median, 2), "ns")),
+                .. trackingRuns,
+                .. leakbench.Runs,
+            ];
             BenchJson.Write(jsonPath, new BenchReport(machine, runs));
             Console.WriteLine();
             Console.WriteLine($"wrote {jsonPath}");
         }
 
         GC.KeepAlive(s_sink);
-        return 0;
+        return leakbench.CountsOk ? 0 : 1;
+    }
+
+    /// <summary>pair64-tight's kmem loop, for <see cref="TrackingWorkload"/> (the same code, the same type).</summary>
+    internal static nuint KmemTight(int pairs) => Tight<KmemAllocator>(pairs);
+
+    /// <summary>
+    /// How to start this program again: the apphost, or <c>dotnet</c> plus this dll; arguments still to be added.
+    /// Null when the process path is unknown.
+    /// </summary>
+    internal static ProcessStartInfo? SelfStartInfo()
+    {
+        string? processPath = Environment.ProcessPath;
+        if (processPath is null)
+        {
+            return null;
+        }
+
+        var start = new ProcessStartInfo(processPath) { UseShellExecute = false };
+
+        // Under an apphost the process is this program; under "dotnet x.dll" it is the host and needs the dll.
+        string? entryPath = Assembly.GetEntryAssembly()?.Location;
+        if (!string.IsNullOrEmpty(entryPath)
+            && !string.Equals(Path.GetFileName(processPath), Path.GetFileNameWithoutExtension(entryPath),
+                StringComparison.Ordinal))
+        {
+            start.ArgumentList.Add(entryPath);
+        }
+
+        return start;
     }
 
     // ---- re-launch for jemalloc ----------------------------------------------------------------------------------
@@ -96,22 +132,10 @@ internal static unsafe class QuickRunner
             return null;
         }
 
-        string? processPath = Environment.ProcessPath;
-        if (processPath is null)
+        if (SelfStartInfo() is not { } start)
         {
             Console.WriteLine("note:    cannot re-launch with the static-TLS tunable (no process path); jemalloc may be skipped");
             return null;
-        }
-
-        var start = new ProcessStartInfo(processPath) { UseShellExecute = false };
-
-        // Under an apphost the process is this program; under "dotnet x.dll" it is the host and needs the dll.
-        string? entryPath = Assembly.GetEntryAssembly()?.Location;
-        if (!string.IsNullOrEmpty(entryPath)
-            && !string.Equals(Path.GetFileName(processPath), Path.GetFileNameWithoutExtension(entryPath),
-                StringComparison.Ordinal))
-        {
-            start.ArgumentList.Add(entryPath);
         }
 
         foreach (string arg in originalArgs)
