@@ -160,17 +160,21 @@ public static unsafe partial class Heap
         nuint link = bin->Head;
         if (link == 0 && (link = BinTransfers.Refill(bin, cls)) == 0)
             return NoPages(type, ts, bytes, flags);
-        byte* p = BlockLink.Decode(link);
-        bin->Head = BlockLink.Next(p);
-        bin->Count--;
-        bin->Allocs++;
-
-        nuint off = (nuint)(p - KmemMap.Base);
+        // The link came from a free block, which a use-after-free write may have changed: check it points at a free
+        // block of this class in a slab before touching anything (the wrong-bucket and lost-data checks).
+        nuint off = link - 1;
+        UnitInfo* unit = off < KmemMap.Size ? PageMap.LookupOffset(off) : null;
+        if (unit == null || unit->Kind != UnitKind.Slab || unit->Class != cls)
+            CorruptFreeList(type, ts, bytes, bin, off, unit == null ? null : unit->Kind == UnitKind.Slab ? "malloc: wrong bucket" : null);
+        byte* p = KmemMap.Base + off;
         byte* meta = SlabMeta.Of((uint)(off >> KmemMap.UnitShift));
         uint slot = SizeClasses.SlotOf(ci, off & KmemMap.UnitMask);
         ref ushort owner = ref SlabMeta.Owner(meta, slot);
-        if (owner != 0)
-            LostData(p, bytes, owner);
+        if (owner != 0 || (nuint)slot * ci->Size != (off & KmemMap.UnitMask))
+            CorruptFreeList(type, ts, bytes, bin, off, "malloc: lost data");
+        bin->Head = BlockLink.Next(p);
+        bin->Count--;
+        bin->Allocs++;
         owner = (ushort)type.Index;
         SlabMeta.Site(meta, slot) = ThreadCaches.Context(tc, site);
         if (LeakTracking.Enabled)
@@ -190,9 +194,22 @@ public static unsafe partial class Heap
         return p;
     }
 
+    // A free list led somewhere it must not: give the charge back, drop the list (it cannot be trusted) and panic.
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
-    private static void LostData(byte* p, long bytes, ushort owner) =>
-        Panic.Raise($"malloc: lost data (block {Panic.Addr(p)} on the free list of size {bytes} is allocated to type {owner})");
+    private static void CorruptFreeList(MallocType type, TypeSlot* ts, long bytes, ClassBin* bin, nuint off, string? panic)
+    {
+        TypeAccounting.Refund(type, ts, bytes);
+        bin->Head = 0;
+        bin->Count = 0;
+        string addr = "0x" + ((nuint)KmemMap.Base + off).ToString("x");
+        if (panic is null)
+        {
+            KmemDiagnostics.Publish(KmemMessageKind.Warning,
+                $"Data modified on freelist: word 0 of object on the size {bytes} list (invalid addr {addr})");
+            Panic.Raise($"malloc: free list of size {bytes} corrupted (invalid addr {addr})");
+        }
+        Panic.Raise($"{panic} (block {addr} on the free list of size {bytes})");
+    }
 
     private static void* AllocLarge(nuint size, MallocType type, MallocFlags flags, uint site)
     {

@@ -53,10 +53,10 @@ public static unsafe partial class Heap
             Panic.Raise($"free_percpu: {Panic.Addr(cookie)} is not a live per-CPU object (already freed, or never allocated)");
         if (live.Value.TypeIndex != type.Index)
             Panic.Raise($"free_percpu: {Panic.Addr(cookie)} belongs to type {TypeRegistry.ByIndex(live.Value.TypeIndex)?.ShortDesc ?? "?"}, not {type.ShortDesc}");
-        LeakTracking.RemoveKmem(cookie);
         PerCpuAllocator.Live? freed = PerCpuAllocator.Free(cookie);
         if (freed is null)
             Panic.Raise($"free_percpu: {Panic.Addr(cookie)} was freed by another thread meanwhile");
+        LeakTracking.RemoveKmem(cookie);
         long bytes = (long)freed.Value.Granules * 16 * PerCpuAllocator.Copies;
         TypeAccounting.Give(type, ThreadCaches.Slot(ThreadCaches.Current(), type.Index), bytes);
     }

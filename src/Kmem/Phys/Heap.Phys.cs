@@ -15,6 +15,7 @@ public static unsafe partial class Heap
     public static ulong VirtToPhys(void* addr)
     {
         PhysRegion? r = PhysRegion.Mapping(addr);
-        return r is null ? 0 : r.Base + (ulong)((byte*)addr - (byte*)r.VirtualAddress);
+        byte* v = r is null ? null : (byte*)r.VirtualAddress; // read once: the region may be remapped meanwhile
+        return v == null || (byte*)addr < v || (nuint)((byte*)addr - v) >= r!.Size ? 0 : r.Base + (ulong)((byte*)addr - v);
     }
 }

@@ -33,7 +33,8 @@ internal static unsafe class TypeAccounting
     public static void Give(MallocType type, TypeSlot* slot, long bytes)
     {
         slot->Frees++;
-        if ((slot->Credit += bytes) > 2 * type.Chunk)
+        // With callers waiting at the limit, every freed byte goes back at once (ReturnCredit keeps none).
+        if ((slot->Credit += bytes) > 2 * type.Chunk || Volatile.Read(ref type.Waiters) > 0)
             ReturnCredit(type, slot);
     }
 
@@ -54,7 +55,7 @@ internal static unsafe class TypeAccounting
         {
             long cur = Volatile.Read(ref type.ChargedBytes);
             long limit = Volatile.Read(ref type.LimitBytes);
-            if (cur >= limit && !StaleCreditAdmits(type, cur, limit))
+            if (cur >= limit && !CreditAdmits(type, cur, limit))
             {
                 Interlocked.Increment(ref type.LimitBlockCount);
                 if ((flags & MallocFlags.NoWait) != 0)
@@ -81,7 +82,7 @@ internal static unsafe class TypeAccounting
     /// <summary>Gives back what a thread holds beyond its chunk (all of it for exactly accounted types).</summary>
     public static void ReturnCredit(MallocType type, TypeSlot* slot)
     {
-        long keep = Volatile.Read(ref type.Chunk);
+        long keep = Volatile.Read(ref type.Waiters) > 0 ? 0 : Volatile.Read(ref type.Chunk);
         long give = slot->Credit - keep;
         if (give <= 0)
             return;
@@ -128,7 +129,7 @@ internal static unsafe class TypeAccounting
                 {
                     long cur = Volatile.Read(ref type.ChargedBytes);
                     long limit = Volatile.Read(ref type.LimitBytes);
-                    if (cur < limit || StaleCreditAdmits(type, cur, limit))
+                    if (cur < limit || CreditAdmits(type, cur, limit))
                         return;
                     Monitor.Wait(type.WaitLock, 100);
                 }
@@ -140,11 +141,12 @@ internal static unsafe class TypeAccounting
         }
     }
 
-    // After SetLimit turned a chunked type exact, threads may still hold credit charged under the old rule. Such credit
-    // is not memory in use, so it must not keep callers out: count it out, and stop looking once it is all back.
-    private static bool StaleCreditAdmits(MallocType type, long charged, long limit)
+    // Credit that threads hold (charged ahead under the default limit, or left from before SetLimit made the type exact)
+    // is not memory in use, so it must not keep callers out: count it out. For exact types, stop looking once the old
+    // credit is all back.
+    private static bool CreditAdmits(MallocType type, long charged, long limit)
     {
-        if (!type.StaleCredit)
+        if (!type.StaleCredit && Volatile.Read(ref type.Chunk) == 0)
             return false;
         long credit = 0;
         lock (ThreadCaches.Lock)
@@ -152,7 +154,7 @@ internal static unsafe class TypeAccounting
             foreach (nint tc in ThreadCaches.LiveUnderLock)
                 credit += ThreadCaches.Slot((byte*)tc, type.Index)->Credit;
         }
-        if (credit == 0)
+        if (credit == 0 && Volatile.Read(ref type.Chunk) == 0)
             type.StaleCredit = false;
         return charged - credit < limit;
     }
