@@ -162,7 +162,7 @@ public static unsafe partial class Heap
             return NoPages(type, ts, bytes, flags);
         // The link came from a free block, which a use-after-free write may have changed: check it points at a free
         // block of this class in a slab before touching anything (the wrong-bucket and lost-data checks).
-        nuint off = link - 1;
+        nuint off = BlockLink.OffsetOf(link);
         UnitInfo* unit = off < KmemMap.Size ? PageMap.LookupOffset(off) : null;
         if (unit == null || unit->Kind != UnitKind.Slab || unit->Class != cls)
             CorruptFreeList(type, ts, bytes, bin, off, unit == null ? null : unit->Kind == UnitKind.Slab ? "malloc: wrong bucket" : null);

@@ -14,6 +14,10 @@ internal static unsafe class BlockLink
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* Decode(nuint link) => KmemMap.Base + (link - 1);
 
+    /// <summary>The kmem_map offset a non-zero link names (it may be garbage: callers check it before use).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nuint OffsetOf(nuint link) => link - 1;
+
     /// <summary>The link stored in a free block's first word.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ref nuint Next(byte* block) => ref *(nuint*)block;
