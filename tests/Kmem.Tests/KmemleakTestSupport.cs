@@ -49,9 +49,13 @@ internal sealed unsafe class RootTable : IDisposable
 
 internal static class Leaks
 {
-    /// <summary>Settings every leak test starts from: no minimum age, one unreferenced scan.</summary>
+    /// <summary>Settings every engine test starts from: no minimum age, one unreferenced scan, and only registered roots
+    /// (these tests build graphs from C# locals; ProcessRootsTests scan the whole process).</summary>
     public static void Reset()
     {
+        Kmemleak.Write("process=off");
+        Kmemleak.Write("gc=off");
+        Kmemleak.Write("stack=on");
         Kmemleak.Write("minage=0");
         Kmemleak.Write("unref_scans=1");
         Kmemleak.Write("trace=off");

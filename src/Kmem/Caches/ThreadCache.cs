@@ -113,6 +113,7 @@ internal static unsafe class ThreadCaches
         nint p = pages.Reserve(CacheBytes);
         if (p == 0 || !pages.Commit(p, CacheBytes))
             throw new OutOfMemoryException("Kmem: cannot map a thread cache.");
+        Pages.OwnRegions.Add((void*)p, CacheBytes);
         Header((byte*)p)->Ordinal = Diagnostics.AllocContexts.RegisterThread();
         lock (Lock)
             s_live.Add(p);
@@ -144,6 +145,7 @@ internal static unsafe class ThreadCaches
         }
         foreach ((MallocType type, long credit) in credits)
             Types.TypeAccounting.Uncharge(type, credit);
+        Pages.OwnRegions.Remove((void*)cache, CacheBytes);
         Platform.OsPages.Provider.Release(cache, CacheBytes);
     }
 

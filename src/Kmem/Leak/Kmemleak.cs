@@ -23,6 +23,9 @@ public static unsafe class Kmemleak
     private static int s_minAgeMs = 5000;
     private static int s_unrefScans = 1;
     private static bool s_stackScan = true;
+    private static bool s_gcBeforeScan = true;
+    private static bool s_processRoots = true;
+    private static bool s_rootsUnavailableSaid;
     private static bool s_disabled = !LeakTracking.Enabled;
     private static bool s_leaksFound;
     private static List<Unreferenced> s_last = new();
@@ -42,8 +45,18 @@ public static unsafe class Kmemleak
     /// <summary>Consecutive unreferenced scans before an object is reported (default 1; <c>unref_scans=</c>).</summary>
     public static int UnreferencedScans => s_unrefScans;
 
-    /// <summary>Whether thread stacks are scanned (<c>stack=on|off</c>; used by the process roots).</summary>
+    /// <summary>Whether thread stacks are scanned (<c>stack=on|off</c>; part of the process roots).</summary>
     public static bool StackScanning => s_stackScan;
+
+    /// <summary>Whether a scan started on demand first runs a blocking full GC (<c>gc=on|off</c>, default on).</summary>
+    public static bool CollectsBeforeScan => s_gcBeforeScan;
+
+    /// <summary>Whether the process's own memory (GC heap, stacks, native data and heaps) is scanned as roots
+    /// (<c>process=on|off</c>, default on; unavailable outside Linux, where only registered roots are scanned).</summary>
+    public static bool ProcessRootsEnabled => s_processRoots;
+
+    /// <summary>Whether this OS lets the detector scan the process's memory.</summary>
+    public static bool ProcessRootsSupported => Platform.OsPages.Process.IsSupported;
 
     // ---- registration API ----
 
@@ -205,9 +218,9 @@ public static unsafe class Kmemleak
         if (size == 0)
             throw new ArgumentOutOfRangeException(nameof(size), size, "the object must have a size");
         lock (LeakTracking.Lock)
-            if (LeakTracking.PhysRecords.Any(r => phys < (ulong)r.Key + r.Size && phys + size > (ulong)r.Key))
+            if (LeakTracking.PhysRecords.Any(r => phys < (ulong)~r.Key + r.Size && phys + size > (ulong)~r.Key))
                 throw new ArgumentException($"Cannot insert 0x{phys:x} into the object search tree (overlaps existing)", nameof(phys));
-        LeakTracking.Add(NewRecord(RecordKind.Phys, (nuint)phys, size, minCount, member, file, line));
+        LeakTracking.Add(NewRecord(RecordKind.Phys, ~(nuint)phys, size, minCount, member, file, line));
     }
 
     /// <summary>kmemleak_free_part_phys.</summary>
@@ -224,7 +237,7 @@ public static unsafe class Kmemleak
             Debug($"Partially freeing unknown object at 0x{phys:x} (size {size})");
             return;
         }
-        SplitAround(r, (nuint)(phys - (ulong)r.Key), size, RecordKind.Phys, member, file, line);
+        SplitAround(r, (nuint)(phys - (ulong)~r.Key), size, RecordKind.Phys, member, file, line);
     }
 
     /// <summary>kmemleak_not_leak_phys.</summary>
@@ -255,7 +268,8 @@ public static unsafe class Kmemleak
     /// <summary>
     /// A command, as written to /sys/kernel/debug/kmemleak: <c>off</c>, <c>stack=on|off</c>, <c>scan=on|off</c>,
     /// <c>scan=&lt;secs&gt;</c>, <c>scan</c>, <c>clear</c>, <c>dump=&lt;addr&gt;</c>, and Kmem's <c>minage=&lt;ms&gt;</c>,
-    /// <c>unref_scans=&lt;n&gt;</c>, <c>trace=on|off</c>. Returns the output (dump, scan), else "".
+    /// <c>unref_scans=&lt;n&gt;</c>, <c>trace=on|off</c>, <c>gc=on|off</c>, <c>process=on|off</c>. Returns the output
+    /// (dump, scan), else "".
     /// </summary>
     public static string Write(string command)
     {
@@ -277,6 +291,10 @@ public static unsafe class Kmemleak
                 return "";
             case "stack=on": s_stackScan = true; return "";
             case "stack=off": s_stackScan = false; return "";
+            case "gc=on": s_gcBeforeScan = true; return "";
+            case "gc=off": s_gcBeforeScan = false; return "";
+            case "process=on": s_processRoots = true; return "";
+            case "process=off": s_processRoots = false; return "";
             case "trace=on": LeakTracking.Trace = true; return "";
             case "trace=off": LeakTracking.Trace = false; return "";
             case "scan=on": StartAutoScan(); return "";
@@ -314,7 +332,7 @@ public static unsafe class Kmemleak
     }
 
     private static bool IsKnown(string c) =>
-        c is "off" or "stack=on" or "stack=off" or "trace=on" or "trace=off" or "scan=on" or "scan=off" or "scan"
+        c is "off" or "stack=on" or "stack=off" or "gc=on" or "gc=off" or "process=on" or "process=off" or "trace=on" or "trace=off" or "scan=on" or "scan=off" or "scan"
         || (c.Length > 5 && c.StartsWith("scan=", StringComparison.Ordinal))
         || (c.Length > 7 && c.StartsWith("minage=", StringComparison.Ordinal))
         || (c.Length > 12 && c.StartsWith("unref_scans=", StringComparison.Ordinal))
@@ -353,8 +371,16 @@ public static unsafe class Kmemleak
         return o.ToString();
     }
 
-    /// <summary>Runs a scan now and returns what it found. The text report is <see cref="Read"/>.</summary>
+    /// <summary>Runs a scan now and returns what it found (with <c>gc=on</c>, after a blocking full GC). The text report
+    /// is <see cref="Read"/>.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)] // its frame marks where the caller's stack ends and the detector's begins
     public static LeakScanResult Scan()
+    {
+        int marker = 0;
+        return Run(s_gcBeforeScan, ~(nuint)(&marker));
+    }
+
+    private static LeakScanResult Run(bool collect, nuint callerStackComplement)
     {
         if (s_disabled)
             throw new InvalidOperationException("kmemleak is disabled; only 'clear' is accepted");
@@ -363,9 +389,24 @@ public static unsafe class Kmemleak
             KmemMap.EnsureStarted();
             ScanOutcome outcome;
             long start = LeakScanner.NowMs;
+            long gcStart = Stopwatch.GetTimestamp();
+            if (collect)
+            {
+                // Aggressive: blocking, compacting, and free GC memory goes back to the OS, so stale copies of pointers
+                // in dead objects (a formatted address leaves a boxed copy behind) are wiped, not just unreachable.
+                GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            }
+            TimeSpan gcTime = collect ? Stopwatch.GetElapsedTime(gcStart) : TimeSpan.Zero;
+            bool process = s_processRoots && Platform.OsPages.Process.IsSupported;
+            if (s_processRoots && !process && !s_rootsUnavailableSaid)
+            {
+                s_rootsUnavailableSaid = true;
+                KmemDiagnostics.Publish(KmemMessageKind.Warning,
+                    $"kmemleak: process roots are not available on {System.Runtime.InteropServices.RuntimeInformation.OSDescription}; scanning registered roots only");
+            }
             try
             {
-                outcome = LeakScanner.Run(s_minAgeMs, s_unrefScans, static () => s_disabled);
+                outcome = LeakScanner.Run(s_minAgeMs, s_unrefScans, new RootOptions(process, s_stackScan, callerStackComplement), static () => s_disabled);
             }
             catch (OutOfMemoryException)
             {
@@ -380,9 +421,70 @@ public static unsafe class Kmemleak
             }
             var sites = new Dictionary<uint, string>();
             var reports = outcome.Unreferenced.Select(u => LeakReportFormatter.ToReport(u, start, sites)).ToList();
-            return new LeakScanResult(reports, new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration));
+            return new LeakScanResult(reports, new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
+            {
+                GcTime = gcTime,
+                ProcessRoots = process,
+                ProcessRootBytes = outcome.ProcessRootBytes,
+                ProcessRootRanges = outcome.ProcessRootRanges,
+                ProcessRootTime = outcome.ProcessRootTime,
+                MarkTime = outcome.MarkTime,
+                ClassifyTime = outcome.ClassifyTime,
+                Passes = outcome.Passes,
+            });
         }
     }
+
+    /// <summary>Where the process roots hold a reference into the object at <paramref name="ptr"/> right now: each location
+    /// with the mapping it lies in, as /proc/self/maps names it. For "why is this not reported?" questions.</summary>
+    public static IReadOnlyList<string> FindRootReferences(void* ptr)
+    {
+        TrackedObject? o = Resolve(ptr);
+        nuint start = o is null ? (nuint)ptr : StartOf(o.Value), size = o is null ? 1 : SizeOf(o.Value);
+        Platform.IProcessMemory process = Platform.OsPages.Process;
+        if (!process.IsSupported)
+            return Array.Empty<string>();
+        int marker = 0;
+        List<RootRange> roots;
+        List<nuint> found;
+        lock (s_scanLock)
+        {
+            roots = ProcessRoots.Collect(process, s_stackScan, Platform.OsPages.Provider.CurrentThreadId(), ~(nuint)(&marker),
+                RootReader.WorkerStacks());
+            found = RootReader.Locate(process, roots, ~start, size);
+        }
+        var maps = File.Exists("/proc/self/maps") ? File.ReadAllLines("/proc/self/maps") : Array.Empty<string>();
+        List<Platform.ThreadStack> threads = process.Threads();
+        var result = new List<string>();
+        foreach (nuint c in found)
+        {
+            nuint at = ~c;
+            string name = MappingOf(maps, at);
+            string stack = "";
+            foreach (Platform.ThreadStack t in threads)
+            {
+                nuint sp = t.Tid == Platform.OsPages.Provider.CurrentThreadId() ? (nuint)(&marker) : ~t.StackPointerComplement;
+                if (t.StackPointerComplement == 0 && t.Tid != Platform.OsPages.Provider.CurrentThreadId())
+                    continue;
+                if (MappingOf(maps, sp) == name && name != "?")
+                {
+                    string comm = File.Exists($"/proc/self/task/{t.Tid}/comm") ? File.ReadAllText($"/proc/self/task/{t.Tid}/comm").Trim() : "";
+                    stack = $" (the stack of thread {t.Tid} \"{comm}\", {(at >= sp ? "live" : "dead")} part)";
+                }
+            }
+            result.Add($"0x{at:x} in {name}{stack}");
+        }
+        return result;
+    }
+
+    private static string MappingOf(string[] maps, nuint at) => maps.FirstOrDefault(l =>
+    {
+        int dash = l.IndexOf('-'), sp = l.IndexOf(' ');
+        return dash > 0 && sp > dash
+            && ulong.TryParse(l.AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong lo)
+            && ulong.TryParse(l.AsSpan(dash + 1, sp - dash - 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong hi)
+            && at >= lo && at < hi;
+    }) ?? "?";
 
     /// <summary>A result holding a chosen subset of leaks (e.g. one type's), for <see cref="LeakScanResult.Summary"/>.</summary>
     public static LeakScanResult ResultOf(IReadOnlyList<LeakReport> leaks, LeakScanStats stats)
@@ -448,7 +550,7 @@ public static unsafe class Kmemleak
         string kind = obj.Record?.Kind switch { RecordKind.PerCpu => " (percpu)", RecordKind.Phys => " (phys)", _ => "" };
         AllocContexts.ThreadInfo thread = AllocContexts.ThreadOf(context);
         var o2 = new StringBuilder();
-        o2.Append($"Object{kind} 0x{(obj.Record?.Kind == RecordKind.Phys ? (nuint)obj.Record.Key : StartOf(obj)):x} (size {SizeOf(obj)}):\n");
+        o2.Append($"Object{kind} 0x{StartOf(obj):x} (size {SizeOf(obj)}):\n");
         o2.Append($"  comm \"{thread.Name}\", pid {thread.OsThreadId}, jiffies {LeakScanner.BirthMsOf(obj)}\n");
         o2.Append($"  min_count = {minCount}\n  count = {obj.Record?.Count ?? 0}\n  flags = 0x{flags:x}\n  checksum = {crc}\n");
         o2.Append("  backtrace:\n    ").Append(AllocContexts.Describe(context)).Append('\n');
@@ -475,7 +577,7 @@ public static unsafe class Kmemleak
     private static nuint StartOf(TrackedObject o)
     {
         if (o.Record is { } r)
-            return r.Kind switch { RecordKind.Foreign => ~r.Key, RecordKind.Phys => r.Key, _ => (nuint)KmemMap.Base + r.Key };
+            return r.Kind switch { RecordKind.Foreign => ~r.Key, RecordKind.Phys => ~r.Key, _ => (nuint)KmemMap.Base + r.Key };
         return (nuint)(KmemMap.UnitAddress(o.Unit) + (nuint)o.Slot * SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class));
     }
 
@@ -510,7 +612,7 @@ public static unsafe class Kmemleak
         lock (LeakTracking.Lock)
         {
             LeakRecord? r = LeakTracking.PhysContaining(phys);
-            if (r is null || (ulong)r.Key != phys)
+            if (r is null || (ulong)~r.Key != phys)
                 Debug($"Trying to color unknown object at 0x{phys:x} as {colour}");
             else
                 r.State |= bit;
@@ -544,7 +646,7 @@ public static unsafe class Kmemleak
 
     private static void SplitAround(LeakRecord r, nuint offset, nuint size, RecordKind kind, string member, string file, int line)
     {
-        nuint start = kind == RecordKind.Foreign ? ~r.Key : r.Key;
+        nuint start = ~r.Key; // foreign and physical keys are both complemented
         nuint cut = start + offset, cutEnd = size > r.Size - offset ? start + r.Size : cut + size;
         LeakTracking.Remove(kind, r.Key, out _);
         int minCount = LeakStates.MinCount(r.State, r.MinCount);
@@ -556,7 +658,7 @@ public static unsafe class Kmemleak
 
     private static void AddPiece(RecordKind kind, nuint start, nuint size, int minCount, string member, string file, int line)
     {
-        LeakTracking.Add(NewRecord(kind, kind == RecordKind.Foreign ? ~start : start, size, minCount, member, file, line));
+        LeakTracking.Add(NewRecord(kind, ~start, size, minCount, member, file, line));
     }
 
     private static void CheckGfp(MallocFlags gfp)
@@ -623,7 +725,8 @@ public static unsafe class Kmemleak
                 return;
             try
             {
-                Scan();
+                int marker = 0;
+                Run(collect: false, ~(nuint)(&marker)); // automatic scans never force a GC on the program
             }
             catch (InvalidOperationException)
             {

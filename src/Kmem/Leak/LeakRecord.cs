@@ -1,6 +1,6 @@
 // Leak/LeakRecord.cs — the detector's record of an object that has no slab side-table entry: a large block, a vmalloc
 // area, a per-CPU object, foreign memory registered with Kmemleak.Alloc, or a physical object. Keys are kmem_map
-// offsets, complemented addresses or physical addresses — never a raw pointer the scan could mistake for a reference.
+// offsets, complemented addresses or complemented physical addresses — never a raw pointer the scan could mistake for a reference.
 namespace Kmem.Leak;
 
 internal enum RecordKind : byte { Large, Vmalloc, PerCpu, Foreign, Phys }
@@ -8,7 +8,7 @@ internal enum RecordKind : byte { Large, Vmalloc, PerCpu, Foreign, Phys }
 internal sealed class LeakRecord
 {
     public RecordKind Kind;
-    /// <summary>Large/Vmalloc/PerCpu: kmem_map offset of the start; Foreign: ~address; Phys: the physical address.</summary>
+    /// <summary>Large/Vmalloc/PerCpu: kmem_map offset of the start; Foreign: ~address; Phys: ~physical address.</summary>
     public nuint Key;
     public nuint Size;
     /// <summary>References needed (1 for most, 2 for vmalloc); −1 and 0 are the Black and Root states.</summary>

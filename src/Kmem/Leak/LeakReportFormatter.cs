@@ -15,7 +15,7 @@ internal static unsafe class LeakReportFormatter
         AllocContexts.ThreadInfo thread = AllocContexts.ThreadOf(u.Context);
         o.Append($"unreferenced object{kind} 0x{(nuint)addr:x} (size {u.Size}):\n");
         o.Append($"  comm \"{thread.Name}\", pid {thread.OsThreadId}, jiffies {u.BirthMs}\n");
-        byte* contents = u.Kind == RecordKind.Phys ? (byte*)Heap.PhysToVirt(u.Offset) : addr;
+        byte* contents = u.Kind == RecordKind.Phys ? (byte*)Heap.PhysToVirt(~u.Offset) : addr;
         if (contents != null)
         {
             int n = (int)Math.Min(u.Size, 32);
@@ -59,7 +59,7 @@ internal static unsafe class LeakReportFormatter
     public static byte* AddressOf(Unreferenced u) => u.Kind switch
     {
         RecordKind.Foreign => (byte*)~u.Offset,
-        RecordKind.Phys => (byte*)u.Offset,
+        RecordKind.Phys => (byte*)~u.Offset,
         _ => KmemMap.Base + u.Offset,
     };
 

@@ -6,19 +6,70 @@ namespace Kmem;
 /// <summary>What kind of memory a leaked object is.</summary>
 public enum LeakObjectKind { Block, Large, Vmalloc, PerCpu, Foreign, Phys }
 
-/// <summary>One unreferenced object.</summary>
-/// <param name="Address">Its address (the per-CPU cookie for per-CPU objects, the physical address for phys objects).</param>
-/// <param name="Size">Its size as tracked (the block's class size, whole pages, or the registered size).</param>
-/// <param name="Type">Its malloc type's short description ("" for foreign and phys objects).</param>
-/// <param name="Site">Where it was allocated: "member at file:line".</param>
-/// <param name="Direct">True when nothing else unreferenced points to it (a leak's root); false for indirect leaks.</param>
-/// <param name="Age">How long ago it was allocated, at least.</param>
-/// <param name="Kind">What kind of memory it is.</param>
-/// <param name="IsNew">True when this scan reported it for the first time.</param>
-public sealed record LeakReport(nuint Address, nuint Size, string Type, string Site, bool Direct, TimeSpan Age, LeakObjectKind Kind, bool IsNew);
+/// <summary>One unreferenced object. The address is kept complemented inside, so a report the program holds on to does
+/// not itself look like a reference to the leak at the next scan.</summary>
+public sealed record LeakReport
+{
+    private readonly nuint _addressComplement;
 
-/// <summary>Figures about one scan.</summary>
-public sealed record LeakScanStats(long Objects, long BytesScanned, TimeSpan Duration);
+    /// <param name="address">Its address (the per-CPU cookie for per-CPU objects, the physical address for phys objects).</param>
+    /// <param name="size">Its size as tracked (the block's class size, whole pages, or the registered size).</param>
+    /// <param name="type">Its malloc type's short description ("" for foreign and phys objects).</param>
+    /// <param name="site">Where it was allocated: "member at file:line".</param>
+    /// <param name="direct">True when nothing else unreferenced points to it (a leak's root); false for indirect leaks.</param>
+    /// <param name="age">How long ago it was allocated, at least.</param>
+    /// <param name="kind">What kind of memory it is.</param>
+    /// <param name="isNew">True when this scan reported it for the first time.</param>
+    public LeakReport(nuint address, nuint size, string type, string site, bool direct, TimeSpan age, LeakObjectKind kind, bool isNew)
+    {
+        _addressComplement = ~address;
+        Size = size;
+        Type = type;
+        Site = site;
+        Direct = direct;
+        Age = age;
+        Kind = kind;
+        IsNew = isNew;
+    }
+
+    /// <summary>Its address (the per-CPU cookie for per-CPU objects, the physical address for phys objects).</summary>
+    public nuint Address => ~_addressComplement;
+    /// <summary>Its size as tracked (the block's class size, whole pages, or the registered size).</summary>
+    public nuint Size { get; }
+    /// <summary>Its malloc type's short description ("" for foreign and phys objects).</summary>
+    public string Type { get; }
+    /// <summary>Where it was allocated: "member at file:line".</summary>
+    public string Site { get; }
+    /// <summary>True when nothing else unreferenced points to it (a leak's root); false for indirect leaks.</summary>
+    public bool Direct { get; }
+    /// <summary>How long ago it was allocated, at least.</summary>
+    public TimeSpan Age { get; }
+    /// <summary>What kind of memory it is.</summary>
+    public LeakObjectKind Kind { get; }
+    /// <summary>True when this scan reported it for the first time.</summary>
+    public bool IsNew { get; }
+}
+
+/// <summary>Figures about one scan. <see cref="Duration"/> is the whole scan, the forced GC included.</summary>
+public sealed record LeakScanStats(long Objects, long BytesScanned, TimeSpan Duration)
+{
+    /// <summary>The blocking full GC run first (<c>gc=on</c>); zero when none ran.</summary>
+    public TimeSpan GcTime { get; init; }
+    /// <summary>Whether the process's memory was scanned as roots (<c>process=on</c> on a supported OS).</summary>
+    public bool ProcessRoots { get; init; }
+    /// <summary>Bytes of process memory read as roots, over all marking passes.</summary>
+    public long ProcessRootBytes { get; init; }
+    /// <summary>Root ranges in the first pass (mappings less Kmem's own memory and dead stack).</summary>
+    public int ProcessRootRanges { get; init; }
+    /// <summary>Time reading and filtering the process roots, over all passes.</summary>
+    public TimeSpan ProcessRootTime { get; init; }
+    /// <summary>Time marking (roots, gray list, second chance), over all passes, process-root reading included.</summary>
+    public TimeSpan MarkTime { get; init; }
+    /// <summary>Time deciding what is unreferenced, describing and classifying it (direct or indirect).</summary>
+    public TimeSpan ClassifyTime { get; init; }
+    /// <summary>Marking passes: 1, plus the confirmation passes run before anything new was reported.</summary>
+    public int Passes { get; init; }
+}
 
 /// <summary>The result of <see cref="Kmemleak.Scan"/>.</summary>
 public sealed class LeakScanResult

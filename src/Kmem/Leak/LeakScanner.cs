@@ -1,11 +1,15 @@
-// Leak/LeakScanner.cs — one kmemleak scan: whiten, mark from the roots through a gray work list (aligned words, a quick
-// range reject, O(1) page-map lookup for Kmem memory and a sorted table for foreign ranges), give changed blocks a
-// second chance (CRC32C), confirm candidates with a second marking pass, then decide what is unreferenced. It reads the
-// allocator's tables and never calls into its hot paths.
+// Leak/LeakScanner.cs — one kmemleak scan: whiten, mark from the roots (registered roots and the process's own memory,
+// see ProcessRoots) through a gray work list (aligned words, a quick range reject, O(1) page-map lookup for Kmem memory
+// and a sorted table for foreign ranges), give changed blocks a second chance (CRC32C), confirm candidates with more
+// marking passes, then decide what is unreferenced. It reads the allocator's tables and never calls into its hot paths.
+// Everything it keeps between steps holds addresses complemented or as offsets, and its bitmaps live in the slab side
+// tables, so the scan of the process never finds the detector's own bookkeeping.
+using System.Diagnostics;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using Kmem.Caches;
 using Kmem.Pages;
+using Kmem.Platform;
 using Kmem.Slabs;
 
 namespace Kmem.Leak;
@@ -17,7 +21,7 @@ internal readonly record struct TrackedObject(LeakRecord? Record, uint Unit, uin
 internal sealed class Unreferenced
 {
     public required TrackedObject Object;
-    public required nuint Offset;     // kmem_map offset, ~address (foreign) or physical address
+    public required nuint Offset;     // kmem_map offset, ~address (foreign) or ~physical address
     public required RecordKind? Kind; // null: slab block
     public required nuint Size;
     public required ushort TypeIndex;
@@ -38,7 +42,16 @@ internal sealed class ScanOutcome
     public required long Objects;
     public required long BytesScanned;
     public required TimeSpan Duration;
+    public required long ProcessRootBytes;             // read from the process's memory, all passes
+    public required int ProcessRootRanges;             // in the first pass
+    public required TimeSpan ProcessRootTime;
+    public required TimeSpan MarkTime;
+    public required TimeSpan ClassifyTime;
+    public required int Passes;
 }
+
+/// <summary>How a scan finds its roots (besides registered ones).</summary>
+internal readonly record struct RootOptions(bool Process, bool Stacks, nuint CallerStackComplement);
 
 internal static unsafe class LeakScanner
 {
@@ -52,19 +65,24 @@ internal static unsafe class LeakScanner
     private static readonly Dictionary<uint, uint> s_deadThreads = new(); // final sequence of threads that ended
 
     // Per-scan state. Slab blocks are (unit, slot) pairs; their gray bits live in one bitmap per slab unit.
-    private static ulong[]?[] s_gray = Array.Empty<ulong[]?>();
-    private static ulong[]?[] s_white = Array.Empty<ulong[]?>();
-    private static ulong[]?[] s_whiteAgain = Array.Empty<ulong[]?>();
+    // Slab bitmaps: which one of the three in each slab's side tables.
+    private const int Gray = 0, White = 1, WhiteAgain = 2;
+    private static bool[] s_bitmapsReady = Array.Empty<bool>(); // by unit: committed and part of this scan
     private static uint[] s_slabs = Array.Empty<uint>();
-    private static readonly Stack<ulong> s_slabWork = new();
+    private static readonly Stack<ulong> s_slabWork = new();     // ~(unit << 32 | slot)
     private static readonly Stack<LeakRecord> s_recordWork = new();
     private static List<LeakRecord> s_records = new();
     private static nuint[] s_foreignKeys = Array.Empty<nuint>(); // ~start, ascending
     private static LeakRecord[] s_foreignRecords = Array.Empty<LeakRecord>();
-    private static nuint s_foreignMin, s_foreignMax;
+    // Bounds of all foreign / physical objects: the lowest start and the span, complemented (0 span = none).
+    private static nuint s_foreignMinC = ~(nuint)0, s_foreignSpanC = ~(nuint)0;
     private static LeakRecord[] s_physRecords = Array.Empty<LeakRecord>();
-    private static nuint s_physMin, s_physMax;
+    private static nuint s_physMinC = ~(nuint)0, s_physSpanC = ~(nuint)0;
     private static long s_bytesScanned;
+    private static RootOptions s_roots;
+    private static long s_rootBytes, s_rootTicks, s_markTicks;
+    private static int s_rootRanges, s_passes;
+    private static readonly List<ulong> s_rootWords = new(); // ~word, from the process roots
     private static uint s_curUnit = uint.MaxValue, s_curSlot;
     private static LeakRecord? s_curRecord;
     private static int s_vmAreaIndex;
@@ -82,28 +100,35 @@ internal static unsafe class LeakScanner
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
-    public static ScanOutcome Run(int minAgeMs, int unrefScans, Func<bool> cancelled)
+    public static ScanOutcome Run(int minAgeMs, int unrefScans, RootOptions roots, Func<bool> cancelled)
     {
-        long t0 = Environment.TickCount64;
+        long t0 = Stopwatch.GetTimestamp();
         s_bytesScanned = 0;
+        s_roots = roots;
+        s_rootBytes = s_rootTicks = s_markTicks = 0;
+        s_rootRanges = -1;
+        s_passes = 0;
         ScanMark mark = BeginScan();
         int scanIndex = s_history.Count - 1;
 
         Collect();
         s_inScan = true;
-        (ulong[]?[] slabWhite, HashSet<LeakRecord> recordWhite) = Mark(secondChance: true, s_white);
+        HashSet<LeakRecord> recordWhite = Mark(secondChance: true, White);
         // Confirmation before anything new is reported: more marking passes (up to ConfirmationPasses); only what stays
         // unreferenced through all of them is a candidate (a pointer that moved between two holders while one pass read
         // them is found by another).
-        for (int pass = 0; pass < ConfirmationPasses && WouldReportNew(slabWhite, recordWhite, minAgeMs, unrefScans, mark, scanIndex) && !cancelled(); pass++)
+        for (int pass = 0; pass < ConfirmationPasses && WouldReportNew(recordWhite, minAgeMs, unrefScans, mark, scanIndex) && !cancelled(); pass++)
         {
-            (ulong[]?[] again, HashSet<LeakRecord> recordsAgain) = Mark(secondChance: false, s_whiteAgain);
-            for (int i = 0; i < slabWhite.Length; i++)
-                if (slabWhite[i] is { } w)
-                    for (int k = 0; k < w.Length; k++)
-                        w[k] &= again[i]![k];
+            HashSet<LeakRecord> recordsAgain = Mark(secondChance: false, WhiteAgain);
+            foreach (uint unit in s_slabs)
+            {
+                ulong* w = Bits(unit, White), again = Bits(unit, WhiteAgain);
+                for (int k = 0, words = Words(unit); k < words; k++)
+                    w[k] &= again[k];
+            }
             recordWhite.IntersectWith(recordsAgain);
         }
+        long tDecide = Stopwatch.GetTimestamp();
 
         var found = new List<Unreferenced>();
         int newLeaks = 0;
@@ -144,7 +169,7 @@ internal static unsafe class LeakScanner
         {
             byte* meta = SlabMeta.Of(unit);
             uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
-            ulong[] white = slabWhite[unit]!;
+            ulong* white = Bits(unit, White);
             for (uint slot = 0; slot < n; slot++)
             {
                 if (SlabMeta.Owner(meta, slot) == 0)
@@ -164,13 +189,20 @@ internal static unsafe class LeakScanner
         Classify(found);
         s_inScan = false;
         s_records = new();
+        long tEnd = Stopwatch.GetTimestamp();
         return new ScanOutcome
         {
             Unreferenced = found,
             NewLeaks = newLeaks,
             Objects = objects,
             BytesScanned = s_bytesScanned,
-            Duration = TimeSpan.FromMilliseconds(Environment.TickCount64 - t0),
+            Duration = Stopwatch.GetElapsedTime(t0, tEnd),
+            ProcessRootBytes = s_rootBytes,
+            ProcessRootRanges = Math.Max(0, s_rootRanges),
+            ProcessRootTime = Stopwatch.GetElapsedTime(0, s_rootTicks),
+            MarkTime = Stopwatch.GetElapsedTime(0, s_markTicks),
+            ClassifyTime = Stopwatch.GetElapsedTime(tDecide, tEnd),
+            Passes = s_passes,
         };
     }
 
@@ -215,21 +247,16 @@ internal static unsafe class LeakScanner
     private static void Collect()
     {
         s_slabs = ClassDepot.AllSlabs();
-        // Bitmaps live from scan to scan (a slab keeps its class for good): no large allocation per scan.
-        if (s_gray.Length != KmemMap.UnitCount)
-        {
-            s_gray = new ulong[]?[KmemMap.UnitCount];
-            s_white = new ulong[]?[KmemMap.UnitCount];
-            s_whiteAgain = new ulong[]?[KmemMap.UnitCount];
-        }
+        // Bitmaps live in the side tables from scan to scan (a slab keeps its class for good): committed once per slab.
+        if (s_bitmapsReady.Length != KmemMap.UnitCount)
+            s_bitmapsReady = new bool[KmemMap.UnitCount];
         foreach (uint unit in s_slabs)
         {
-            if (s_gray[unit] is not null)
+            if (s_bitmapsReady[unit])
                 continue;
-            int words = (int)((SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class) + 63) / 64);
-            s_gray[unit] = new ulong[words];
-            s_white[unit] = new ulong[words];
-            s_whiteAgain[unit] = new ulong[words];
+            if (!SlabMeta.CommitBitmaps(unit))
+                throw new OutOfMemoryException("kmemleak: cannot map the scan bitmaps of a slab");
+            s_bitmapsReady[unit] = true;
         }
         s_vmAreaIndex = Heap.VmAreaType.Index;
         var records = new List<LeakRecord>();
@@ -240,20 +267,40 @@ internal static unsafe class LeakScanner
             foreign.Sort(static (a, b) => a.Key.CompareTo(b.Key));
             s_foreignRecords = foreign.ToArray();
             s_foreignKeys = foreign.Select(r => r.Key).ToArray();
-            s_foreignMin = foreign.Count == 0 ? 1 : foreign.Min(r => ~r.Key);
-            s_foreignMax = foreign.Count == 0 ? 0 : foreign.Max(r => ~r.Key + r.Size);
+            (s_foreignMinC, s_foreignSpanC) = Bounds(foreign);
             records.AddRange(foreign);
             s_physRecords = LeakTracking.PhysRecords.ToArray();
-            s_physMin = s_physRecords.Length == 0 ? 1 : s_physRecords.Min(r => r.Key);
-            s_physMax = s_physRecords.Length == 0 ? 0 : s_physRecords.Max(r => r.Key + r.Size);
+            (s_physMinC, s_physSpanC) = Bounds(s_physRecords);
             records.AddRange(s_physRecords);
         }
         s_records = records;
     }
 
+    // The lowest start and the span of records with complemented keys, both complemented; no records: an empty span.
+    private static (nuint MinC, nuint SpanC) Bounds(IReadOnlyCollection<LeakRecord> records)
+    {
+        if (records.Count == 0)
+            return (~(nuint)0, ~(nuint)0);
+        nuint minC = 0, maxC = ~(nuint)0;
+        foreach (LeakRecord r in records)
+        {
+            minC = Math.Max(minC, r.Key);               // the largest complement is the lowest start
+            maxC = Math.Min(maxC, ~(~r.Key + r.Size));  // the smallest complement of an end is the highest end
+        }
+        return (minC, ~(~maxC - ~minC));
+    }
+
+    private static bool InForeign(nuint v) => v - ~s_foreignMinC < ~s_foreignSpanC;
+
+    private static bool InPhys(nuint v) => v - ~s_physMinC < ~s_physSpanC;
+
+    private static ulong* Bits(uint unit, int which) => SlabMeta.Bitmap(SlabMeta.Of(unit), which);
+
+    private static int Words(uint unit) => (int)((SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class) + 63) / 64);
+
     // Whether some candidate would be reported for the first time by this scan (old enough, enough unreferenced scans).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool WouldReportNew(ulong[]?[] slabWhite, HashSet<LeakRecord> recordWhite, int minAgeMs, int unrefScans, ScanMark mark, int scanIndex)
+    private static bool WouldReportNew(HashSet<LeakRecord> recordWhite, int minAgeMs, int unrefScans, ScanMark mark, int scanIndex)
     {
         bool Qualifies(TrackedObject o)
         {
@@ -266,8 +313,8 @@ internal static unsafe class LeakScanner
         }
         foreach (uint unit in s_slabs)
         {
-            ulong[] w = slabWhite[unit]!;
-            for (int k = 0; k < w.Length; k++)
+            ulong* w = Bits(unit, White);
+            for (int k = 0, words = Words(unit); k < words; k++)
                 for (ulong bits = w[k]; bits != 0; bits &= bits - 1)
                     if (Qualifies(new TrackedObject(null, unit, (uint)(k * 64 + BitOperations.TrailingZeroCount(bits)))))
                         return true;
@@ -280,10 +327,12 @@ internal static unsafe class LeakScanner
 
     // One marking pass; returns the white, allocated, non-root objects (the candidates): a bitmap per slab unit and a set.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
-    private static (ulong[]?[] Slabs, HashSet<LeakRecord> Records) Mark(bool secondChance, ulong[]?[] white)
+    private static HashSet<LeakRecord> Mark(bool secondChance, int white)
     {
+        long t0 = Stopwatch.GetTimestamp();
+        s_passes++;
         foreach (uint unit in s_slabs)
-            Array.Clear(s_gray[unit]!);
+            new Span<ulong>(Bits(unit, Gray), Words(unit)).Clear();
         foreach (LeakRecord r in s_records)
         {
             r.Count = 0;
@@ -302,6 +351,11 @@ internal static unsafe class LeakScanner
             if ((r.State & LeakState.Black) == 0 && ((r.State & LeakState.Root) != 0 || r.MinCount == 0))
                 GrayRecord(r);
         Drain();
+        if (s_roots.Process)
+        {
+            ProcessRootWords();
+            Drain();
+        }
         if (secondChance)
         {
             // A white block whose contents changed since the last scan is gray for this scan only (kmemleak's rule).
@@ -309,7 +363,7 @@ internal static unsafe class LeakScanner
             {
                 byte* meta = SlabMeta.Of(unit);
                 uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
-                ulong[] gray = s_gray[unit]!;
+                ulong* gray = Bits(unit, Gray);
                 for (uint slot = 0; slot < n; slot++)
                 {
                     if (SlabMeta.Owner(meta, slot) == 0 || (gray[slot >> 6] & (1UL << (int)(slot & 63))) != 0
@@ -344,9 +398,9 @@ internal static unsafe class LeakScanner
         {
             byte* meta = SlabMeta.Of(unit);
             uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
-            ulong[] gray = s_gray[unit]!;
-            ulong[] w = white[unit]!;
-            Array.Clear(w);
+            ulong* gray = Bits(unit, Gray);
+            ulong* w = Bits(unit, white);
+            new Span<ulong>(w, Words(unit)).Clear();
             for (uint slot = 0; slot < n; slot++)
                 if (SlabMeta.Owner(meta, slot) != 0 && (gray[slot >> 6] & (1UL << (int)(slot & 63))) == 0
                     && ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.Black | LeakState.Root)) == 0)
@@ -356,7 +410,28 @@ internal static unsafe class LeakScanner
         foreach (LeakRecord r in s_records)
             if (!r.Gray && (r.State & (LeakState.Black | LeakState.Root)) == 0 && LeakTracking.IsRegistered(r))
                 whiteRecords.Add(r); // (a record unregistered during the scan is freed memory, not a leak)
-        return (white, whiteRecords);
+        s_markTicks += Stopwatch.GetTimestamp() - t0;
+        return whiteRecords;
+    }
+
+    // Reads the process roots (every pass reads them afresh) and follows each word that may point at a tracked object.
+    private static void ProcessRootWords()
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        IProcessMemory process = OsPages.Process;
+        List<RootRange> ranges = ProcessRoots.Collect(process, s_roots.Stacks, OsPages.Provider.CurrentThreadId(),
+            s_roots.CallerStackComplement, RootReader.WorkerStacks());
+        if (s_rootRanges < 0)
+            s_rootRanges = ranges.Count;
+        var filter = new WordFilter((nuint)KmemMap.Base, KmemMap.Size, ~s_foreignMinC, ~s_foreignSpanC, ~s_physMinC, ~s_physSpanC);
+        s_rootWords.Clear();
+        long bytes = RootReader.Read(process, ranges, filter, s_rootWords);
+        s_rootBytes += bytes;
+        s_bytesScanned += bytes;
+        s_rootTicks += Stopwatch.GetTimestamp() - t0;
+        foreach (ulong c in s_rootWords)
+            ReferenceWord((nuint)~c);
+        s_rootWords.Clear();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
@@ -365,7 +440,7 @@ internal static unsafe class LeakScanner
         while (true)
         {
             if (s_slabWork.TryPop(out ulong packed))
-                ScanSlab((uint)(packed >> 32), (uint)packed);
+                ScanSlab((uint)(~packed >> 32), (uint)~packed);
             else if (s_recordWork.TryPop(out LeakRecord? r))
                 ScanRecord(r);
             else
@@ -375,12 +450,12 @@ internal static unsafe class LeakScanner
 
     private static void GraySlab(uint unit, uint slot)
     {
-        ref ulong w = ref s_gray[unit]![slot >> 6];
+        ref ulong w = ref Bits(unit, Gray)[slot >> 6];
         ulong bit = 1UL << (int)(slot & 63);
         if ((w & bit) != 0)
             return;
         w |= bit;
-        s_slabWork.Push(((ulong)unit << 32) | slot);
+        s_slabWork.Push(~(((ulong)unit << 32) | slot));
     }
 
     private static void GrayRecord(LeakRecord r)
@@ -455,7 +530,7 @@ internal static unsafe class LeakScanner
             case RecordKind.Phys:
                 lock (KmemMap.UnmapGate)
                 {
-                    byte* v = (byte*)Heap.PhysToVirt(r.Key);
+                    byte* v = (byte*)Heap.PhysToVirt(~r.Key);
                     if (v != null)
                         VisitRecord(r, v, forChecksum, visit);
                 }
@@ -517,23 +592,34 @@ internal static unsafe class LeakScanner
         nuint end = (nuint)start + length;
         s_bytesScanned += (long)length;
         nuint kmemBase = (nuint)KmemMap.Base, kmemSize = KmemMap.Size;
+        nuint foreignMin = ~s_foreignMinC, foreignSpan = ~s_foreignSpanC, physMin = ~s_physMinC, physSpan = ~s_physSpanC;
         for (nuint w = first; w + 8 <= end; w += 8)
         {
             nuint v = *(nuint*)w;
             if (v - kmemBase < kmemSize)
                 ReferenceKmem(v);
-            else if (v - s_foreignMin < s_foreignMax - s_foreignMin)
+            else if (v - foreignMin < foreignSpan)
                 ReferenceForeign(v);
-            else if (v - s_physMin < s_physMax - s_physMin)
+            else if (v - physMin < physSpan)
                 ReferencePhys(v);
         }
+    }
+
+    private static void ReferenceWord(nuint v)
+    {
+        if (v - (nuint)KmemMap.Base < KmemMap.Size)
+            ReferenceKmem(v);
+        else if (InForeign(v))
+            ReferenceForeign(v);
+        else if (InPhys(v))
+            ReferencePhys(v);
     }
 
     // A word holding a physical address inside a registered physical object refers to it.
     private static void ReferencePhys(nuint v)
     {
         foreach (LeakRecord r in s_physRecords)
-            if (v - r.Key < r.Size)
+            if (v - ~r.Key < r.Size)
             {
                 Count(r);
                 return;
@@ -560,10 +646,9 @@ internal static unsafe class LeakScanner
                 ushort owner = SlabMeta.Owner(meta, slot);
                 if (owner == 0 || ((LeakState)SlabMeta.Leak(meta, slot) & LeakState.Black) != 0)
                     return;
-                ulong[]? gray = s_gray[unit];
-                if (gray is null)
+                if (unit >= s_bitmapsReady.Length || !s_bitmapsReady[unit])
                     return; // a slab made after the scan started
-                ref ulong w = ref gray[slot >> 6];
+                ref ulong w = ref Bits(unit, Gray)[slot >> 6];
                 ulong bit = 1UL << (int)(slot & 63);
                 if ((w & bit) != 0)
                 {
@@ -573,7 +658,7 @@ internal static unsafe class LeakScanner
                     return;
                 }
                 w |= bit;
-                s_slabWork.Push(((ulong)unit << 32) | slot);
+                s_slabWork.Push(~(((ulong)unit << 32) | slot));
                 return;
             }
             case UnitKind.LargeHead:
@@ -711,7 +796,7 @@ internal static unsafe class LeakScanner
 
         void AddEdge(int from, nuint word, int firstOfFrom)
         {
-            if (word - (nuint)KmemMap.Base >= KmemMap.Size && word - s_foreignMin >= s_foreignMax - s_foreignMin)
+            if (word - (nuint)KmemMap.Base >= KmemMap.Size && !InForeign(word))
                 return;
             TrackedObject? t = Resolve(word);
             if (t is not { } target || target == found[from].Object)
@@ -829,7 +914,7 @@ internal static unsafe class LeakScanner
         if (s_inScan)
         {
             // During a scan the sorted table answers without the registry's lock.
-            if (v - s_foreignMin >= s_foreignMax - s_foreignMin)
+            if (!InForeign(v))
                 return null;
             int i = ForeignIndex(v);
             return i >= 0 ? new TrackedObject(s_foreignRecords[i], 0, 0) : null;

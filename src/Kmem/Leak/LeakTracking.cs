@@ -19,7 +19,7 @@ internal static unsafe class LeakTracking
     public static readonly object Lock = new();
     private static readonly Dictionary<nuint, LeakRecord> s_kmemRecords = new();   // by kmem_map offset
     private static readonly Dictionary<nuint, LeakRecord> s_foreign = new();       // by ~address
-    private static readonly Dictionary<nuint, LeakRecord> s_phys = new();          // by physical address
+    private static readonly Dictionary<nuint, LeakRecord> s_phys = new();          // by ~physical address
 
     public static IEnumerable<LeakRecord> KmemRecords => s_kmemRecords.Values;
     public static IEnumerable<LeakRecord> ForeignRecords => s_foreign.Values;
@@ -103,7 +103,7 @@ internal static unsafe class LeakTracking
     public static LeakRecord? PhysContaining(ulong phys)
     {
         foreach (LeakRecord r in s_phys.Values)
-            if (phys >= (ulong)r.Key && phys - (ulong)r.Key < (ulong)r.Size)
+            if (phys >= (ulong)~r.Key && phys - (ulong)~r.Key < (ulong)r.Size)
                 return r;
         return null;
     }

@@ -20,7 +20,7 @@ internal static unsafe class KmemMap
 
     /// <summary>First byte of kmem_map.</summary>
     public static byte* Base;
-    /// <summary>Size of kmem_map in bytes (a multiple of <see cref="ChunkSize"/>).</summary>
+    /// <summary>Size of kmem_map in bytes: the configured size (a multiple of <see cref="ChunkSize"/>) plus unit 0.</summary>
     public static nuint Size;
     public static uint UnitCount;
     public static int PageSize;
@@ -59,16 +59,20 @@ internal static unsafe class KmemMap
         // Address-space limits (ulimit -v) may refuse a large reservation: halve until it fits, but say so.
         ulong size = want;
         nint p = 0;
-        while (size >= ChunkSize && (p = s_pages.Reserve((nuint)size)) == 0)
+        while (size >= ChunkSize && (p = s_pages.Reserve((nuint)size + UnitSize)) == 0)
             size /= 2;
         if (p == 0)
             throw new OutOfMemoryException("Kmem: the OS refused to reserve address space for kmem_map.");
         if (size != want)
             KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmem_map reduced to {size >> 20} MiB (the OS refused {want >> 20} MiB of address space)");
         Base = (byte*)p;
-        Size = (nuint)size;
-        UnitCount = (uint)(size >> UnitShift);
+        Size = (nuint)size + UnitSize;
+        UnitCount = (uint)(Size >> UnitShift);
+        OwnRegions.Add(Base, Size);
+        // Unit 0 (beyond the configured size) never holds a block: Base itself, in a static field the process-root scan
+        // reads, points at no object.
         s_runs = new FreeRuns(UnitCount);
+        _ = s_runs.Take(1);
         PageMap.Start(UnitCount, s_pages);
         Slabs.SlabMeta.Start(UnitCount, s_pages);
     }

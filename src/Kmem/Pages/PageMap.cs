@@ -55,6 +55,8 @@ internal static unsafe class PageMap
         s_level2Region = (byte*)pages.Reserve(l2Bytes);
         if (s_level1 == null || s_level2Region == null || !pages.Commit((nint)s_level1, l1Bytes))
             throw new OutOfMemoryException("Kmem: cannot map the page map.");
+        OwnRegions.Add(s_level1, l1Bytes);
+        OwnRegions.Add(s_level2Region, l2Bytes);
     }
 
     private static nuint ChunkTableBytes => RoundPage((nuint)(KmemMap.UnitsPerChunk * sizeof(UnitInfo)));

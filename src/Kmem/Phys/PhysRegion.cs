@@ -11,8 +11,10 @@ namespace Kmem;
 /// </summary>
 public sealed unsafe class PhysRegion : IDisposable
 {
-    /// <summary>The first physical address handed out; low addresses stay unused so 0 can mean "none".</summary>
-    public const ulong FirstBase = 0x1_0000_0000;
+    /// <summary>The first physical address handed out. It lies above every user-space virtual address (2^47), so a
+    /// physical address is never mistaken for a pointer, and its upper half is an unlikely integer, so two small ints side
+    /// by side (0x1_0000_0000 is [0, 1]) are never mistaken for a physical address by the leak scan.</summary>
+    public const ulong FirstBase = 0x0009_C3A5_0000_0000;
     private const nuint Align = 16;
 
     private static readonly object s_lock = new();
@@ -29,7 +31,7 @@ public sealed unsafe class PhysRegion : IDisposable
     private PhysRegion(nint handle, ulong physBase, nuint size)
     {
         _handle = handle;
-        Base = physBase;
+        _baseComplement = ~physBase;
         Size = size;
         _free = new Pages.FreeRuns(size);
     }
@@ -55,7 +57,8 @@ public sealed unsafe class PhysRegion : IDisposable
     }
 
     /// <summary>The region's physical base: stable for its whole life, never shared with another region.</summary>
-    public ulong Base { get; }
+    public ulong Base => ~_baseComplement;
+    private readonly ulong _baseComplement; // complemented, like every address Kmem keeps (a word holding it refers to an object)
 
     /// <summary>Bytes in the region (whole pages).</summary>
     public nuint Size { get; }
@@ -90,6 +93,7 @@ public sealed unsafe class PhysRegion : IDisposable
             nint p = OsPages.Provider.MapShared(_handle, Size);
             if (p == 0)
                 throw new OutOfMemoryException($"Kmem: the OS refused to map physical region 0x{Base:x}.");
+            Pages.OwnRegions.Add((void*)p, Size); // Kmem's arena: scanned through registered objects only
             Volatile.Write(ref _mappedComplement, ~(nuint)p);
             return (void*)p;
         }
@@ -108,6 +112,7 @@ public sealed unsafe class PhysRegion : IDisposable
             {
                 Volatile.Write(ref _mappedComplement, 0);
                 OsPages.Provider.UnmapShared(p, Size);
+                Pages.OwnRegions.Remove((void*)p, Size);
             }
         }
     }
@@ -161,6 +166,7 @@ public sealed unsafe class PhysRegion : IDisposable
                 lock (Pages.KmemMap.UnmapGate)
                 {
                     OsPages.Provider.UnmapShared((nint)~_mappedComplement, Size);
+                    Pages.OwnRegions.Remove((void*)~_mappedComplement, Size);
                     _mappedComplement = 0;
                 }
             }

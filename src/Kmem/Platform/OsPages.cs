@@ -6,9 +6,14 @@ namespace Kmem.Platform;
 internal static class OsPages
 {
     private static IPageProvider? s_provider;
+    private static IProcessMemory? s_process;
 
     /// <summary>The provider for this OS; throws <see cref="PlatformNotSupportedException"/> where Kmem has none.</summary>
     public static IPageProvider Provider => s_provider ??= Create();
+
+    /// <summary>The whole-process view for the leak detector's process roots (unsupported outside Linux).</summary>
+    public static IProcessMemory Process => s_process ??= OperatingSystem.IsLinux() && Environment.Is64BitProcess
+        ? new LinuxProcessMemory() : new UnsupportedProcessMemory();
 
     /// <summary>Replaces the provider (failure injection in tests); must be called before the heap starts.</summary>
     internal static void Override(IPageProvider provider) => s_provider = provider;

@@ -38,6 +38,7 @@ internal static unsafe class SizeClasses
             throw new InvalidOperationException("size class table is inconsistent");
         // Static tables that live as long as the process; they hold sizes only, no addresses.
         var info = (ClassInfo*)NativeMemory.AllocZeroed((nuint)(Count * sizeof(ClassInfo)));
+        Pages.OwnRegions.Add(info, (nuint)(Count * sizeof(ClassInfo)));
         for (int c = 0; c < Count; c++)
         {
             uint s = sizes[c];
@@ -57,6 +58,7 @@ internal static unsafe class SizeClasses
     {
         const int entries = MaxSmall / 16 + 1;
         var table = (byte*)NativeMemory.AllocZeroed(entries);
+        Pages.OwnRegions.Add(table, entries);
         int c = 0;
         for (int i = 0; i < entries; i++)
         {

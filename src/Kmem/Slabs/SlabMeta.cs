@@ -1,6 +1,7 @@
 // Slabs/SlabMeta.cs — per-object side tables, struct of arrays per slab, in a region parallel to kmem_map. Per block:
 // a 16-bit owner (the type index; 0 = not allocated), a 32-bit allocation context (site and thread), and for the leak
-// detector a 32-bit birth stamp, a 32-bit checksum and a state byte: 15 bytes. No header.
+// detector a 32-bit birth stamp, a 32-bit checksum and a state byte: 15 bytes, plus three bits the leak scanner marks
+// with (gray, white, white again), committed only when a scan first meets the slab. No header.
 using System.Runtime.CompilerServices;
 using Kmem.Pages;
 using Kmem.Platform;
@@ -18,7 +19,9 @@ internal static unsafe class SlabMeta
     private const int StampsOffset = 0x1A3C0;                     // uint[MaxBlocks]
     private const int CrcsOffset = 0x2B700;                       // uint[MaxBlocks]
     private const int LeakOffset = 0x3C880;                       // byte[MaxBlocks]
-    public const int Stride = 0x41000;                            // 260 KiB of address space, committed per slab
+    private const int BitmapsOffset = 0x40A00;                    // ulong[3][MaxBlocks / 64]: the scanner's bitmaps
+    private const int BitmapBytes = MaxBlocks / 8;
+    public const int Stride = 0x42800;                            // 266 KiB of address space, committed per slab
 
     /// <summary>Side-table bytes per block.</summary>
     public const int BytesPerBlock = sizeof(ushort) + 3 * sizeof(uint) + sizeof(byte);
@@ -32,6 +35,7 @@ internal static unsafe class SlabMeta
         s_region = (byte*)pages.Reserve((nuint)unitCount * Stride);
         if (s_region == null)
             throw new OutOfMemoryException("Kmem: cannot reserve the slab side tables.");
+        OwnRegions.Add(s_region, (nuint)unitCount * Stride);
     }
 
     /// <summary>Commits the side tables a slab of <paramref name="cls"/> needs; false when the OS refuses.</summary>
@@ -51,6 +55,12 @@ internal static unsafe class SlabMeta
         nuint end = ((nuint)start + bytes + page - 1) & ~(page - 1);
         return s_pages.Commit((nint)first, end - first);
     }
+
+    /// <summary>Commits the leak scanner's three bitmaps of a slab; false when the OS refuses.</summary>
+    public static bool CommitBitmaps(uint unit) => CommitRange(Of(unit) + BitmapsOffset, 3 * BitmapBytes);
+
+    /// <summary>One of the leak scanner's bitmaps (0 gray, 1 white, 2 white again): a bit per block.</summary>
+    public static ulong* Bitmap(byte* meta, int which) => (ulong*)(meta + BitmapsOffset + which * BitmapBytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* Of(uint unit) => s_region + (nuint)unit * Stride;

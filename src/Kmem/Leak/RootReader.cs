@@ -1,0 +1,251 @@
+// Leak/RootReader.cs — reads the process roots and keeps the words that may point at a tracked object. Memory Kmem does
+// not own is copied through the platform's fault-free read, a buffer at a time, and filtered with a vectorized range
+// check; the work is split into chunks shared by the calling thread and dedicated workers (one per extra core). What
+// is kept is complemented, and the buffers are Kmem's own memory, so nothing here is later mistaken for a reference.
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Kmem.Pages;
+using Kmem.Platform;
+
+namespace Kmem.Leak;
+
+/// <summary>The address ranges a word must fall into to be worth a lookup; stored complemented.</summary>
+internal readonly struct WordFilter(nuint kmemBase, nuint kmemSize, nuint foreignMin, nuint foreignSpan, nuint physMin, nuint physSpan)
+{
+    public readonly nuint KmemBaseC = ~kmemBase, KmemSize = kmemSize;
+    public readonly nuint ForeignMinC = ~foreignMin, ForeignSpanC = ~foreignSpan;
+    public readonly nuint PhysMinC = ~physMin, PhysSpanC = ~physSpan;
+}
+
+internal static unsafe class RootReader
+{
+    private const nuint ChunkBytes = 4 << 20;     // a unit of work
+    private const nuint BufferBytes = 128 << 10;  // one read: stays in cache while it is filtered
+
+    private sealed class Worker
+    {
+        public byte* Buffer;
+        public readonly List<ulong> Found = new();   // ~word
+        public long Bytes;
+        public int Tid;
+        public nuint StackComplement;
+        public readonly AutoResetEvent Go = new(false);
+    }
+
+    private static readonly object s_lock = new();
+    private static Worker[] s_workers = Array.Empty<Worker>();
+    private static Worker? s_caller;
+    private static RootRange[] s_chunks = Array.Empty<RootRange>();
+    private static int s_nextChunk;
+    private static WordFilter s_filter;
+    private static IProcessMemory s_process = null!;
+    private static CountdownEvent? s_done;
+    private static Exception? s_failure;
+
+    /// <summary>The scanner's worker threads and a stack address of each (complemented), to keep their stacks out of the roots.</summary>
+    public static List<(int Tid, nuint StackComplement)> WorkerStacks()
+    {
+        EnsureWorkers();
+        var list = new List<(int, nuint)>();
+        foreach (Worker w in s_workers)
+            list.Add((w.Tid, w.StackComplement));
+        return list;
+    }
+
+    /// <summary>Reads <paramref name="roots"/> and adds every word that passes <paramref name="filter"/> (complemented) to
+    /// <paramref name="found"/>. Returns the bytes read. Called under the scan lock.</summary>
+    public static long Read(IProcessMemory process, List<RootRange> roots, WordFilter filter, List<ulong> found)
+    {
+        EnsureWorkers();
+        var chunks = new List<RootRange>(roots.Count * 2);
+        foreach (RootRange r in roots)
+            for (nuint off = 0; off < r.Length; off += ChunkBytes)
+                chunks.Add(new RootRange(~(~r.StartComplement + off), Math.Min(ChunkBytes, r.Length - off)));
+        s_chunks = chunks.ToArray();
+        s_nextChunk = -1;
+        s_filter = filter;
+        s_process = process;
+        s_caller ??= NewWorker();
+        using (s_done = new CountdownEvent(s_workers.Length))
+        {
+            foreach (Worker w in s_workers)
+                w.Go.Set();
+            try
+            {
+                Work(s_caller);
+            }
+            finally
+            {
+                s_done.Wait();
+            }
+        }
+        s_done = null;
+        if (Interlocked.Exchange(ref s_failure, null) is { } failure)
+            throw failure;
+        long bytes = s_caller.Bytes;
+        found.AddRange(s_caller.Found);
+        s_caller.Found.Clear();
+        s_caller.Bytes = 0;
+        foreach (Worker w in s_workers)
+        {
+            found.AddRange(w.Found);
+            w.Found.Clear();
+            bytes += w.Bytes;
+            w.Bytes = 0;
+        }
+        s_chunks = Array.Empty<RootRange>();
+        return bytes;
+    }
+
+    private static void EnsureWorkers()
+    {
+        lock (s_lock)
+        {
+            if (s_workers.Length > 0 || Environment.ProcessorCount < 2)
+                return;
+            int n = Math.Min(Environment.ProcessorCount - 1, 7);
+            var workers = new Worker[n];
+            using var started = new CountdownEvent(n);
+            for (int i = 0; i < n; i++)
+            {
+                Worker w = workers[i] = NewWorker();
+                var t = new Thread(() => WorkerLoop(w, started)) { IsBackground = true, Name = "kmemleak-roots" };
+                t.Start();
+            }
+            started.Wait();
+            s_workers = workers;
+        }
+    }
+
+    private static Worker NewWorker()
+    {
+        IPageProvider pages = OsPages.Provider;
+        nint p = pages.Reserve(BufferBytes);
+        if (p == 0 || !pages.Commit(p, BufferBytes))
+            throw new OutOfMemoryException("kmemleak: cannot map a root-scan buffer");
+        OwnRegions.Add((void*)p, BufferBytes);
+        return new Worker { Buffer = (byte*)p };
+    }
+
+    private static void WorkerLoop(Worker w, CountdownEvent started)
+    {
+        int marker = 0;
+        w.Tid = OsPages.Provider.CurrentThreadId();
+        w.StackComplement = ~(nuint)(&marker);
+        started.Signal();
+        while (true)
+        {
+            w.Go.WaitOne();
+            try
+            {
+                Work(w);
+            }
+            catch (Exception e)
+            {
+                s_failure = e; // rethrown on the scanning thread
+                s_nextChunk = int.MaxValue / 2;
+            }
+            finally
+            {
+                s_done!.Signal();
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
+    private static void Work(Worker w)
+    {
+        WordFilter f = s_filter;
+        nuint page = (nuint)Environment.SystemPageSize;
+        while (true)
+        {
+            int i = Interlocked.Increment(ref s_nextChunk);
+            if (i >= s_chunks.Length)
+                return;
+            nuint c = s_chunks[i].StartComplement, left = s_chunks[i].Length;
+            while (left > 0)
+            {
+                nuint want = Math.Min(left, BufferBytes);
+                nint got = s_process.Read(c, w.Buffer, want);
+                nuint advance;
+                if (got <= 0)
+                {
+                    // Unreadable here (unmapped or protected meanwhile): skip to the next page.
+                    nuint at = ~c;
+                    advance = Math.Min(left, ((at + page) & ~(page - 1)) - at);
+                }
+                else
+                {
+                    advance = (nuint)got;
+                    w.Bytes += got;
+                    Filter((ulong*)w.Buffer, (nuint)got / 8, f, w.Found);
+                }
+                c = ~(~c + advance);
+                left -= advance;
+            }
+        }
+    }
+
+    /// <summary>Where in the process roots words in [~targetC, ~targetC + length) are stored: complemented locations
+    /// (a diagnostic: why is this object referenced?).</summary>
+    internal static List<nuint> Locate(IProcessMemory process, List<RootRange> roots, nuint targetC, nuint length)
+    {
+        EnsureWorkers();
+        s_caller ??= NewWorker();
+        var where = new List<nuint>();
+        nuint page = (nuint)Environment.SystemPageSize;
+        foreach (RootRange r in roots)
+        {
+            nuint c = r.StartComplement, left = r.Length;
+            while (left > 0)
+            {
+                nuint want = Math.Min(left, BufferBytes);
+                nint got = process.Read(c, s_caller.Buffer, want);
+                nuint advance = got <= 0 ? Math.Min(left, ((~c + page) & ~(page - 1)) - ~c) : (nuint)got;
+                for (nuint k = 0; got > 0 && k + 8 <= (nuint)got; k += 8)
+                    if (*(nuint*)(s_caller.Buffer + k) - ~targetC < length)
+                        where.Add(~(~c + k));
+                c = ~(~c + advance);
+                left -= advance;
+            }
+        }
+        return where;
+    }
+
+    /// <summary>Appends ~word for every word in [p, p + words) that falls into one of the filter's ranges.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
+    internal static void Filter(ulong* p, nuint words, in WordFilter f, List<ulong> found)
+    {
+        ulong kb = ~f.KmemBaseC, ks = f.KmemSize, fb = ~f.ForeignMinC, fs = ~f.ForeignSpanC, pb = ~f.PhysMinC, ps = ~f.PhysSpanC;
+        nuint i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<ulong> vkb = Vector256.Create(kb), vks = Vector256.Create(ks), vfb = Vector256.Create(fb),
+                vfs = Vector256.Create(fs), vpb = Vector256.Create(pb), vps = Vector256.Create(ps);
+            for (; i + 16 <= words; i += 16)
+            {
+                Vector256<ulong> a = Vector256.Load(p + i), b = Vector256.Load(p + i + 4),
+                    c = Vector256.Load(p + i + 8), d = Vector256.Load(p + i + 12);
+                Vector256<ulong> hit =
+                    Vector256.LessThan(a - vkb, vks) | Vector256.LessThan(a - vfb, vfs) | Vector256.LessThan(a - vpb, vps)
+                    | Vector256.LessThan(b - vkb, vks) | Vector256.LessThan(b - vfb, vfs) | Vector256.LessThan(b - vpb, vps)
+                    | Vector256.LessThan(c - vkb, vks) | Vector256.LessThan(c - vfb, vfs) | Vector256.LessThan(c - vpb, vps)
+                    | Vector256.LessThan(d - vkb, vks) | Vector256.LessThan(d - vfb, vfs) | Vector256.LessThan(d - vpb, vps);
+                if (hit == Vector256<ulong>.Zero)
+                    continue;
+                for (nuint j = i; j < i + 16; j++)
+                {
+                    ulong v = p[j];
+                    if (v - kb < ks || v - fb < fs || v - pb < ps)
+                        found.Add(~v);
+                }
+            }
+        }
+        for (; i < words; i++)
+        {
+            ulong v = p[i];
+            if (v - kb < ks || v - fb < fs || v - pb < ps)
+                found.Add(~v);
+        }
+    }
+}
