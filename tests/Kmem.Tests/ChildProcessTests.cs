@@ -6,28 +6,10 @@ namespace Kmem.Tests;
 
 public class ChildProcessTests
 {
-    private static (int ExitCode, string Stdout, string Stderr) RunChild(string scenario, params (string Key, string Value)[] env)
-    {
-        string dll = Path.Combine(AppContext.BaseDirectory, "Kmem.Tests.Child.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(dll);
-        psi.ArgumentList.Add(scenario);
-        psi.Environment.Remove("KMEM_PANIC");
-        psi.Environment.Remove("KMEMLEAK");
-        psi.Environment.Remove("KMEMLEAK_DEBUG");
-        psi.Environment["DOTNET_DbgEnableMiniDump"] = "0";
-        foreach ((string k, string v) in env)
-            psi.Environment[k] = v;
-        using var process = Process.Start(psi)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync(), stderr = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(60_000), "child did not finish");
-        return (process.ExitCode, stdout.Result, stderr.Result);
-    }
-
     [Fact]
     public void By_default_a_panic_throws_and_the_program_can_catch_it()
     {
-        var (code, stdout, _) = RunChild("double-free");
+        var (code, stdout, _) = ChildProcess.Run("double-free");
         Assert.Equal(0, code);
         Assert.Contains("caught: free: duplicated free", stdout);
     }
@@ -35,7 +17,7 @@ public class ChildProcessTests
     [Fact]
     public void KMEM_PANIC_failfast_ends_the_process_with_the_panic_message()
     {
-        var (code, stdout, stderr) = RunChild("double-free", ("KMEM_PANIC", "failfast"));
+        var (code, stdout, stderr) = ChildProcess.Run("double-free", ("KMEM_PANIC", "failfast"));
         Assert.NotEqual(0, code);
         Assert.Equal(134, code); // SIGABRT: Environment.FailFast
         Assert.DoesNotContain("caught", stdout);
@@ -47,7 +29,7 @@ public class ChildProcessTests
     [InlineData("guard-after")]
     public void A_write_into_a_vmalloc_guard_page_kills_the_process_with_a_fault(string scenario)
     {
-        var (code, stdout, stderr) = RunChild(scenario);
+        var (code, stdout, stderr) = ChildProcess.Run(scenario);
         Assert.Contains("area ok", stdout);
         Assert.DoesNotContain("survived", stdout);
         // The runtime turns the SIGSEGV into a fatal error and aborts (134), or the signal ends it (139).
@@ -58,7 +40,7 @@ public class ChildProcessTests
     [Fact]
     public void After_off_kmemleak_refuses_everything_but_clear()
     {
-        var (code, stdout, stderr) = RunChild("kmemleak-off");
+        var (code, stdout, stderr) = ChildProcess.Run("kmemleak-off");
         Assert.True(code == 0, stderr);
         Assert.Contains("enabled=False", stdout);
         foreach (string c in new[] { "scan", "stack=on", "minage=0", "off" })
@@ -71,10 +53,10 @@ public class ChildProcessTests
     [Fact]
     public void Calls_on_unknown_addresses_are_silent_unless_KMEMLEAK_DEBUG()
     {
-        var (code, stdout, _) = RunChild("kmemleak-debug");
+        var (code, stdout, _) = ChildProcess.Run("kmemleak-debug");
         Assert.Equal(0, code);
         Assert.DoesNotContain("unknown object", stdout);
-        (code, stdout, _) = RunChild("kmemleak-debug", ("KMEMLEAK_DEBUG", "1"));
+        (code, stdout, _) = ChildProcess.Run("kmemleak-debug", ("KMEMLEAK_DEBUG", "1"));
         Assert.Equal(0, code);
         Assert.Matches("kmemleak: Trying to color unknown object at 0x[0-9a-f]+ as Grey", stdout);
         Assert.Matches("kmemleak: Freeing unknown object at 0x[0-9a-f]+", stdout);
@@ -85,17 +67,17 @@ public class ChildProcessTests
     [Fact]
     public void KMEMLEAK_off_in_the_environment_disables_tracking_from_the_start()
     {
-        var (code, stdout, _) = RunChild("kmemleak-env-off", ("KMEMLEAK", "off"));
+        var (code, stdout, _) = ChildProcess.Run("kmemleak-env-off", ("KMEMLEAK", "off"));
         Assert.Equal(0, code);
         Assert.Contains("enabled=False", stdout);
-        (code, stdout, _) = RunChild("kmemleak-env-off");
+        (code, stdout, _) = ChildProcess.Run("kmemleak-env-off");
         Assert.Contains("enabled=True", stdout);
     }
 
     [Fact]
     public void KMEM_MAP_SIZE_is_the_ceiling_of_the_whole_heap()
     {
-        var (code, stdout, stderr) = RunChild("map-size", ("KMEM_MAP_SIZE", "64M"));
+        var (code, stdout, stderr) = ChildProcess.Run("map-size", ("KMEM_MAP_SIZE", "64M"));
         Assert.NotEqual(0, code);
         Assert.Contains("blocks=4", stdout); // 64 MiB of kmem_map holds exactly four 16 MiB blocks
         Assert.Contains("malloc: out of space in kmem_map", stderr);

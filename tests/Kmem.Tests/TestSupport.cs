@@ -1,4 +1,5 @@
 // TestSupport.cs — shared helpers: fresh malloc types, the non-parallel collection for tests that change global state.
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Xunit;
 
@@ -18,6 +19,29 @@ internal static class Types
 public sealed class GlobalStateCollection
 {
     public const string Name = "Kmem global state";
+}
+
+/// <summary>Runs a scenario of Kmem.Tests.Child in a fresh process: for panics that end it, settings read at start-up,
+/// and leak scans that must see a small process of known contents.</summary>
+internal static class ChildProcess
+{
+    public static (int ExitCode, string Stdout, string Stderr) Run(string scenario, params (string Key, string Value)[] env)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "Kmem.Tests.Child.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(dll);
+        psi.ArgumentList.Add(scenario);
+        psi.Environment.Remove("KMEM_PANIC");
+        psi.Environment.Remove("KMEMLEAK");
+        psi.Environment.Remove("KMEMLEAK_DEBUG");
+        psi.Environment["DOTNET_DbgEnableMiniDump"] = "0";
+        foreach ((string k, string v) in env)
+            psi.Environment[k] = v;
+        using var process = Process.Start(psi)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync(), stderr = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(60_000), "child did not finish");
+        return (process.ExitCode, stdout.Result, stderr.Result);
+    }
 }
 
 internal static class PanicAssert
