@@ -15,6 +15,9 @@ internal static class OsPages
     public static IProcessMemory Process => s_process ??= OperatingSystem.IsLinux() && Environment.Is64BitProcess
         ? new LinuxProcessMemory() : new UnsupportedProcessMemory();
 
+    /// <summary>Replaces the process view (tests of other OSes' behaviour); null restores the real one.</summary>
+    internal static void OverrideProcess(IProcessMemory? process) => s_process = process;
+
     /// <summary>Replaces the provider (failure injection in tests); must be called before the heap starts.</summary>
     internal static void Override(IPageProvider provider) => s_provider = provider;
 

@@ -1,0 +1,117 @@
+// ProcessRootsInternalsTests.cs — the pieces of the process-root scan in the test host: which ranges are roots (Kmem's
+// own memory and dead stack never), the vectorized word filter at its edges, /proc parsing, and other OSes' fallback.
+using Kmem.Leak;
+using Kmem.Pages;
+using Kmem.Platform;
+using Xunit;
+
+namespace Kmem.Tests;
+
+[Collection(KmemleakCollection.Name)]
+public unsafe class ProcessRootsInternalsTests
+{
+    public ProcessRootsInternalsTests() => Leaks.Reset();
+
+    private static bool Covered(List<RootRange> roots, nuint address) =>
+        roots.Any(r => address - ~r.StartComplement < r.Length);
+
+    [Fact]
+    public void Roots_leave_out_kmems_own_regions_the_scanners_threads_and_the_dead_part_of_the_callers_stack()
+    {
+        MallocType t = Types.New();
+        Heap.Free(Heap.Malloc(64, t), t); // the heap and this thread's cache exist
+        int marker = 0;
+        nuint here = (nuint)(&marker);
+        int tid = OsPages.Provider.CurrentThreadId();
+        List<(int, nuint)> workers = RootReader.WorkerStacks();
+        List<RootRange> roots = ProcessRoots.Collect(OsPages.Process, stacks: true, tid, ~here, workers);
+        Assert.NotEmpty(roots);
+        foreach ((nuint startC, nuint length) in OwnRegions.Snapshot())
+            foreach (RootRange r in roots)
+            {
+                nuint a = ~startC, b = ~r.StartComplement;
+                Assert.False(a < b + r.Length && b < a + length, $"root 0x{b:x}+{r.Length} overlaps Kmem's 0x{a:x}+{length}");
+            }
+        Assert.True(Covered(roots, here + 8), "the caller's live stack is a root");
+        Assert.False(Covered(roots, here - 256), "below the caller's mark is the detector's own frames");
+        foreach ((_, nuint stackC) in workers)
+            Assert.False(Covered(roots, ~stackC), "a scanner worker's stack is never a root");
+        Assert.All(roots, r => Assert.Equal(0u, (uint)(~r.StartComplement & 7)));
+
+        List<RootRange> noStacks = ProcessRoots.Collect(OsPages.Process, stacks: false, tid, ~here, workers);
+        Assert.False(Covered(noStacks, here + 8), "stack=off: no thread stack is a root");
+    }
+
+    [Fact]
+    public void The_word_filter_keeps_exactly_the_words_in_its_ranges_in_the_vector_loop_and_the_tail()
+    {
+        var f = new WordFilter(kmemBase: unchecked((nuint)0x7000_0000_0000UL), kmemSize: 0x1000_0000, foreignMin: 0x5000_0000, foreignSpan: 0x100,
+            physMin: unchecked((nuint)0x0009_C3A5_0000_0000UL), physSpan: 0x2000);
+        ulong[] inside = { 0x7000_0000_0000, 0x7000_0FFF_FFFF, 0x5000_0000, 0x5000_00FF, 0x0009_C3A5_0000_0000, 0x0009_C3A5_0000_1FFF };
+        ulong[] outside = { 0x6FFF_FFFF_FFFF, 0x7000_1000_0000, 0x4FFF_FFFF, 0x5000_0100, 0x0009_C3A4_FFFF_FFFF, 0x0009_C3A5_0000_2000, 0, ulong.MaxValue };
+        var words = new ulong[67]; // 4 vector blocks of 16 and a tail of 3
+        var expected = new List<ulong>();
+        var rnd = new Random(3);
+        for (int i = 0; i < words.Length; i++)
+        {
+            bool hit = rnd.Next(5) == 0;
+            words[i] = hit ? inside[rnd.Next(inside.Length)] : outside[rnd.Next(outside.Length)];
+            if (hit)
+                expected.Add(~words[i]);
+        }
+        words[66] = inside[0];
+        expected.Add(~inside[0]);
+        var found = new List<ulong>();
+        fixed (ulong* p = words)
+            RootReader.Filter(p, (nuint)words.Length, f, found);
+        Assert.Equal(expected, found);
+    }
+
+    [Theory]
+    [InlineData("202 0x3 0x7f1 0x0 0x0 0x0 0x0 0x7ffd1234abc0 0x7f00aa\n", 0x7ffd1234abc0UL)]
+    [InlineData("-1 0x7ffc00001000 0x401000\n", 0x7ffc00001000UL)]
+    [InlineData("running\n", 0UL)]
+    [InlineData("", 0UL)]
+    public void Stack_pointers_are_read_from_the_syscall_file(string text, ulong sp) =>
+        Assert.Equal((nuint)sp, LinuxProcessMemory.ParseStackPointer(text));
+
+    [Fact]
+    public void Writable_mappings_come_in_address_order_with_the_main_stack_named()
+    {
+        List<ProcessMapping> maps = new LinuxProcessMemory().WritableMappings();
+        Assert.NotEmpty(maps);
+        for (int i = 1; i < maps.Count; i++)
+            Assert.True(~maps[i].StartComplement >= ~maps[i - 1].EndComplement);
+        Assert.Single(maps, m => m.IsMainStack);
+        Assert.DoesNotContain(maps, m => m.Device);
+    }
+
+    [Fact]
+    public void Without_a_process_view_the_detector_says_so_once_and_scans_registered_roots()
+    {
+        var said = new List<string>();
+        Action<KmemMessageKind, string> listen = (_, text) => { lock (said) said.Add(text); };
+        KmemDiagnostics.Message += listen;
+        OsPages.OverrideProcess(new UnsupportedProcessMemory());
+        try
+        {
+            Kmemleak.Write("process=on");
+            Assert.False(Kmemleak.ProcessRootsSupported);
+            MallocType t = Types.New();
+            using var table = new RootTable(1);
+            table[0] = (nint)Heap.Malloc(64, t);
+            LeakScanResult r = Leaks.ScanTwice();
+            Assert.False(r.Stats.ProcessRoots);
+            Assert.Equal(0, r.Stats.ProcessRootBytes);
+            Assert.Empty(r.Of(t)); // the registered root still holds it
+            Assert.Single(said, m => m.Contains("process roots are not available", StringComparison.Ordinal));
+            Heap.Free((void*)table[0], t);
+        }
+        finally
+        {
+            OsPages.OverrideProcess(null);
+            KmemDiagnostics.Message -= listen;
+            Leaks.Reset();
+        }
+    }
+}
