@@ -1,4 +1,4 @@
-// Program.cs — entry point: dispatches the "quick" and "bdn" modes and prints usage (exit code 2) for anything else.
+// Program.cs — entry point: dispatches the "quick", "scan" and "bdn" modes and prints usage (exit code 2) for anything else.
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using BenchmarkDotNet.Configs;
@@ -26,6 +26,9 @@ internal static class Program
               are wrong. Prints medians and kmem/peer ratios; --json writes them to FILE.
               --reps N    timed repetitions per workload and subject (default 7)
               --pairs N   pairs per repetition, a multiple of 1000 (default 4000000)
+          Kmem.Benchmarks scan [--json FILE]
+              The leak-scan workloads alone: scan-sparse-1g (process roots over 1 GiB of pointer-free memory
+              against a plain vector read loop), idle-scan (a small idle process) and leakbench-1m.
           Kmem.Benchmarks bdn [BenchmarkDotNet arguments]
               BenchmarkDotNet micro-benchmarks (PairBenchmarks), e.g. bdn --filter '*'
           Kmem.Benchmarks help
@@ -42,6 +45,12 @@ internal static class Program
                 return TryParseQuick(rest, out QuickOptions? options, out string? error)
                     ? QuickRunner.Run(options, args)
                     : UsageError(error);
+            case ["scan", .. var rest]:
+                return TryParseQuick(rest, out QuickOptions? scanOptions, out string? scanError)
+                    ? QuickRunner.RunScans(scanOptions)
+                    : UsageError(scanError);
+            case [RootScanWorkload.ChildMode]:
+                return RootScanWorkload.RunChild(); // hidden: the small idle process of idle-scan
             case [TrackingWorkload.ChildMode, var pairs]:
                 return TrackingWorkload.RunChild(pairs); // hidden: the KMEMLEAK=off side of pair64-tight-tracking
             case ["bdn", .. var rest]:

@@ -16,9 +16,10 @@ internal sealed record LeakbenchOutcome(List<BenchRun> Runs, bool CountsOk);
 /// <summary>
 /// Builds leakbench's graph with <c>Heap.Malloc(64, "leakbench")</c>, roots the tree in an 8-byte foreign block
 /// registered with <c>Kmemleak.Alloc(root, 8, 0)</c>, and times three <c>Kmemleak.Scan()</c> calls with
-/// <c>minage=0</c>: the first primes the checksums (nothing can be reported on a block's first white scan), the second
-/// reports the 100,000 leaks, the third is the steady state (reported as ns per object). The blocks are never freed,
-/// so this runs last in the quick mode. Then leakbench.c is built with LeakSanitizer and its third check is timed.
+/// <c>minage=0</c> and the default settings otherwise (process roots on, a forced GC first): the first primes the
+/// checksums (nothing can be reported on a block's first white scan), the second reports the 100,000 leaks, the third
+/// is the steady state (reported as ns per object, whole and by part). The blocks are never freed, so this runs last.
+/// Then leakbench.c is built with LeakSanitizer and its third check is timed.
 /// </summary>
 internal static unsafe class LeakbenchWorkload
 {
@@ -59,8 +60,12 @@ internal static unsafe class LeakbenchWorkload
             return new LeakbenchOutcome(runs, CountsOk: true);
         }
 
-        (double kmem, bool countsOk) = KmemScans();
+        (double kmem, LeakScanStats parts, bool countsOk) = KmemScans();
         runs.Add(new BenchRun(Workload, "kmem", Math.Round(kmem, 1), "ns"));
+        runs.Add(new BenchRun(Workload, "kmem-gc", PerObject(parts.GcTime), "ns"));
+        runs.Add(new BenchRun(Workload, "kmem-process-roots", PerObject(parts.ProcessRootTime), "ns"));
+        runs.Add(new BenchRun(Workload, "kmem-marking", PerObject(parts.MarkTime - parts.ProcessRootTime), "ns"));
+        runs.Add(new BenchRun(Workload, "kmem-classification", PerObject(parts.ClassifyTime), "ns"));
         if (LsanChecks() is { } lsan)
         {
             runs.Add(new BenchRun(Workload, "lsan", Math.Round(lsan, 1), "ns"));
@@ -72,8 +77,11 @@ internal static unsafe class LeakbenchWorkload
 
     // ---- Kmem -----------------------------------------------------------------------------------------------------
 
-    /// <summary>Builds the heap, scans three times; returns ns per object of the third scan and whether counts matched.</summary>
-    private static (double SteadyNs, bool CountsOk) KmemScans()
+    private static double PerObject(TimeSpan t) => Math.Round(t.TotalSeconds * 1e9 / Objects, 1);
+
+    /// <summary>Builds the heap, scans three times; returns ns per object of the third scan, its parts, and whether counts
+    /// matched.</summary>
+    private static (double SteadyNs, LeakScanStats Parts, bool CountsOk) KmemScans()
     {
         if (sizeof(Node) != 64)
         {
@@ -91,6 +99,7 @@ internal static unsafe class LeakbenchWorkload
         Kmemleak.Write("minage=0");
         bool countsOk = true;
         double steady = 0;
+        LeakScanStats parts = null!;
         for (int scan = 1; scan <= Scans; scan++)
         {
             start = Stopwatch.GetTimestamp();
@@ -108,7 +117,12 @@ internal static unsafe class LeakbenchWorkload
             Console.WriteLine($"kmem:    scan {scan} {seconds:F3} s = {ns,4:F0} ns/object"
                 + $" (scanner {result.Stats.Duration.TotalSeconds:F3} s, {result.Stats.Objects:N0} objects);"
                 + $" leaks {leaks:N0} ({direct:N0} direct, {leaks - direct:N0} indirect, {result.NewLeaks.Count:N0} new) {verdict}");
+            LeakScanStats s = result.Stats;
+            Console.WriteLine($"         parts: GC {s.GcTime.TotalMilliseconds:F1} ms, process roots {s.ProcessRootTime.TotalMilliseconds:F1} ms"
+                + $" ({s.ProcessRootBytes / 1e6:F0} MB, {s.ProcessRootRanges} ranges), marking {(s.MarkTime - s.ProcessRootTime).TotalMilliseconds:F1} ms,"
+                + $" classification {s.ClassifyTime.TotalMilliseconds:F1} ms; {s.Passes} marking pass(es)");
             steady = ns;
+            parts = s;
         }
 
         if (!countsOk)
@@ -116,7 +130,7 @@ internal static unsafe class LeakbenchWorkload
             Console.WriteLine("error:   kmem's leak counts differ from leakbench's; the quick run will exit with code 1");
         }
 
-        return (steady, countsOk);
+        return (steady, parts, countsOk);
     }
 
     /// <summary>

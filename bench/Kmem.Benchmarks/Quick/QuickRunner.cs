@@ -66,6 +66,7 @@ internal static unsafe class QuickRunner
 
         // The leak detector's workloads come last, leakbench at the very end: its 1M blocks stay live until exit.
         List<BenchRun> trackingRuns = TrackingWorkload.Run(repetitions, pairs);
+        List<BenchRun> rootRuns = RootScanWorkload.Run();
         LeakbenchOutcome leakbench = LeakbenchWorkload.Run();
 
         if (options.JsonPath is { } jsonPath)
@@ -74,6 +75,7 @@ internal static unsafe class QuickRunner
             [
                 .. cells.Select(c => new BenchRun(c.Workload, c.Subject, Math.Round(c.Median, 2), "ns")),
                 .. trackingRuns,
+                .. rootRuns,
                 .. leakbench.Runs,
             ];
             BenchJson.Write(jsonPath, new BenchReport(machine, runs));
@@ -82,6 +84,24 @@ internal static unsafe class QuickRunner
         }
 
         GC.KeepAlive(s_sink);
+        return leakbench.CountsOk ? 0 : 1;
+    }
+
+    /// <summary>The "scan" mode: the leak-scan workloads only (root scans, then leakbench).</summary>
+    public static int RunScans(QuickOptions options)
+    {
+        string machine = BenchJson.DescribeMachine();
+        Console.WriteLine("Kmem leak-scan benchmark");
+        Console.WriteLine($"machine: {machine}");
+        List<BenchRun> rootRuns = RootScanWorkload.Run();
+        LeakbenchOutcome leakbench = LeakbenchWorkload.Run();
+        if (options.JsonPath is { } jsonPath)
+        {
+            BenchJson.Write(jsonPath, new BenchReport(machine, [.. rootRuns, .. leakbench.Runs]));
+            Console.WriteLine();
+            Console.WriteLine($"wrote {jsonPath}");
+        }
+
         return leakbench.CountsOk ? 0 : 1;
     }
 

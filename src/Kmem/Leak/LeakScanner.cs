@@ -233,6 +233,7 @@ internal static unsafe class LeakScanner
     }
 
     // The index of the first remembered scan that started after the object was born, or −1 if none did.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int FirstScanAfterBirth(uint thread, uint stamp)
     {
         for (int i = 0; i < s_history.Count; i++)
@@ -302,6 +303,7 @@ internal static unsafe class LeakScanner
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool WouldReportNew(HashSet<LeakRecord> recordWhite, int minAgeMs, int unrefScans, ScanMark mark, int scanIndex)
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         bool Qualifies(TrackedObject o)
         {
             LeakState state = StateOf(o);
@@ -448,6 +450,7 @@ internal static unsafe class LeakScanner
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GraySlab(uint unit, uint slot)
     {
         ref ulong w = ref Bits(unit, Gray)[slot >> 6];
@@ -458,6 +461,7 @@ internal static unsafe class LeakScanner
         s_slabWork.Push(~(((ulong)unit << 32) | slot));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GrayRecord(LeakRecord r)
     {
         if (r.Gray)
@@ -466,6 +470,7 @@ internal static unsafe class LeakScanner
         s_recordWork.Push(r);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static ref LeakState StateOf(TrackedObject o)
     {
         if (o.Record is { } r)
@@ -475,6 +480,7 @@ internal static unsafe class LeakScanner
 
     private static uint[]? s_contexts; // context → thread ordinal, snapshot for one scan
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (uint Thread, uint Stamp) BirthOf(TrackedObject o)
     {
         if (o.Record is { } r)
@@ -605,6 +611,7 @@ internal static unsafe class LeakScanner
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ReferenceWord(nuint v)
     {
         if (v - (nuint)KmemMap.Base < KmemMap.Size)
@@ -616,6 +623,7 @@ internal static unsafe class LeakScanner
     }
 
     // A word holding a physical address inside a registered physical object refers to it.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ReferencePhys(nuint v)
     {
         foreach (LeakRecord r in s_physRecords)
@@ -698,6 +706,7 @@ internal static unsafe class LeakScanner
     }
 
     // Keys are ~start, ascending: the record that may contain v is the one with the smallest key ≥ ~v.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int ForeignIndex(nuint v)
     {
         nuint k = ~v;
@@ -713,6 +722,7 @@ internal static unsafe class LeakScanner
         return lo < s_foreignKeys.Length && v - ~s_foreignRecords[lo].Key < s_foreignRecords[lo].Size ? lo : -1;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Count(LeakRecord r)
     {
         if (s_curRecord == r || (r.State & LeakState.Black) != 0 || r.Gray)
@@ -794,6 +804,7 @@ internal static unsafe class LeakScanner
         }
         edgeStart[found.Count] = edgeTargets.Count;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         void AddEdge(int from, nuint word, int firstOfFrom)
         {
             if (word - (nuint)KmemMap.Base >= KmemMap.Size && !InForeign(word))
@@ -947,6 +958,7 @@ internal static unsafe class LeakScanner
 
     // ---- describing ----
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static Unreferenced Describe(TrackedObject o, uint thread, uint stamp, int bornBefore)
     {
         long birthMs = BirthLowerBound(bornBefore);
