@@ -184,8 +184,7 @@ internal static unsafe class LeakScanner
             Decide(new TrackedObject(r, 0, 0), recordWhite.Contains(r));
         }
         s_contexts = null;
-        found.Sort(static (a, b) => a.BornBeforeScan != b.BornBeforeScan ? a.BornBeforeScan.CompareTo(b.BornBeforeScan)
-            : a.Thread != b.Thread ? a.Thread.CompareTo(b.Thread) : a.Stamp.CompareTo(b.Stamp));
+        SortByBirth(found);
         Classify(found);
         s_inScan = false;
         s_records = new();
@@ -206,6 +205,23 @@ internal static unsafe class LeakScanner
         };
     }
 
+    // Allocation order: the scan interval of birth, then thread, then the thread's sequence number (one packed key).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SortByBirth(List<Unreferenced> found)
+    {
+        var keys = new ulong[found.Count];
+        Unreferenced[] items = found.ToArray();
+        for (int i = 0; i < items.Length; i++)
+        {
+            Unreferenced u = items[i];
+            ulong born = (ulong)Math.Clamp(u.BornBeforeScan + 1, 0, 127); // −1 (born after every remembered scan) sorts first
+            keys[i] = born << 57 | (ulong)Math.Min(u.Thread, (1u << 25) - 1) << 32 | u.Stamp;
+        }
+        Array.Sort(keys, items);
+        found.Clear();
+        found.AddRange(items);
+    }
+
     // ---- birth bounds ----
 
     private static ScanMark BeginScan()
@@ -224,6 +240,8 @@ internal static unsafe class LeakScanner
                 marks[t] = seq;
         var mark = new ScanMark(NowMs, marks);
         s_history.Add(mark);
+        s_watermarks.Clear();
+        s_lastThread = uint.MaxValue;
         if (s_history.Count > HistoryLength)
         {
             // Keep the first entry (the oldest bound) and the most recent ones.
@@ -232,14 +250,42 @@ internal static unsafe class LeakScanner
         return mark;
     }
 
+    // Per thread, its watermark in each remembered scan (0 where it did not exist yet): non-decreasing, so searchable.
+    private static readonly Dictionary<uint, uint[]> s_watermarks = new();
+    private static uint s_lastThread = uint.MaxValue;
+    private static uint[] s_lastWatermarks = Array.Empty<uint>();
+
     // The index of the first remembered scan that started after the object was born, or −1 if none did.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int FirstScanAfterBirth(uint thread, uint stamp)
     {
-        for (int i = 0; i < s_history.Count; i++)
-            if (s_history[i].Watermarks.TryGetValue(thread, out uint w) && stamp <= w)
-                return i;
-        return -1;
+        uint[] w;
+        if (thread == s_lastThread && s_lastWatermarks.Length == s_history.Count)
+        {
+            w = s_lastWatermarks;
+        }
+        else
+        {
+            if (!s_watermarks.TryGetValue(thread, out w!) || w.Length != s_history.Count)
+            {
+                w = new uint[s_history.Count];
+                for (int i = 0; i < w.Length; i++)
+                    w[i] = s_history[i].Watermarks.TryGetValue(thread, out uint v) ? v : 0;
+                s_watermarks[thread] = w;
+            }
+            s_lastThread = thread;
+            s_lastWatermarks = w;
+        }
+        int lo = 0, hi = w.Length;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (w[mid] < stamp)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return lo < w.Length ? lo : -1;
     }
 
     // ---- collecting and marking ----
@@ -765,8 +811,8 @@ internal static unsafe class LeakScanner
     {
         if (found.Count == 0)
             return;
-        // Index the unreferenced objects: slab blocks by (unit, slot), records by reference.
-        var slabIndex = new Dictionary<ulong, int>(found.Count);
+        // Index the unreferenced objects: slab blocks by (unit, slot) in an open-addressing table, records by reference.
+        var slabIndex = new SlabIndex(found.Count);
         var recordIndex = new Dictionary<LeakRecord, int>();
         for (int i = 0; i < found.Count; i++)
         {
@@ -774,7 +820,7 @@ internal static unsafe class LeakScanner
             if (o.Record is { } r)
                 recordIndex[r] = i;
             else
-                slabIndex[((ulong)o.Unit << 32) | o.Slot] = i;
+                slabIndex.Add(o.Unit, o.Slot, i);
         }
         // Edges in one flat list: targets of object i are edgeTargets[edgeStart[i] .. edgeStart[i + 1]).
         var edgeStart = new int[found.Count + 1];
@@ -807,14 +853,32 @@ internal static unsafe class LeakScanner
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         void AddEdge(int from, nuint word, int firstOfFrom)
         {
-            if (word - (nuint)KmemMap.Base >= KmemMap.Size && !InForeign(word))
+            int j;
+            nuint off = word - (nuint)KmemMap.Base;
+            if (off < KmemMap.Size)
+            {
+                UnitInfo* e = PageMap.LookupOffset(off);
+                if (e == null)
+                    return;
+                if (e->Kind == UnitKind.Slab)
+                {
+                    // The common case without a lookup of the target's side tables: found blocks are allocated.
+                    j = slabIndex.Find((uint)(off >> KmemMap.UnitShift), SizeClasses.SlotOf(e->Class, off & KmemMap.UnitMask));
+                    if (j < 0 || j == from)
+                        return;
+                    goto add;
+                }
+            }
+            else if (!InForeign(word))
+            {
                 return;
+            }
             TrackedObject? t = Resolve(word);
             if (t is not { } target || target == found[from].Object)
                 return;
-            int j;
-            if (target.Record is { } tr ? !recordIndex.TryGetValue(tr, out j) : !slabIndex.TryGetValue(((ulong)target.Unit << 32) | target.Slot, out j))
+            if (target.Record is { } tr ? !recordIndex.TryGetValue(tr, out j) : (j = slabIndex.Find(target.Unit, target.Slot)) < 0)
                 return;
+        add:
             for (int e = firstOfFrom; e < edgeTargets.Count; e++)
                 if (edgeTargets[e] == j)
                     return;
@@ -886,6 +950,49 @@ internal static unsafe class LeakScanner
             found[i].Direct = !entered[c] && !rootTaken[c];
             if (found[i].Direct)
                 rootTaken[c] = true;
+        }
+    }
+
+    /// <summary>Unreferenced slab blocks by (unit, slot) → their index in the found list: linear probing in a power-of-two
+    /// table (one cache line per lookup, where a Dictionary takes two).</summary>
+    private sealed class SlabIndex
+    {
+        private readonly ulong[] _keys;   // ~(unit << 32 | slot), never an address; 0 = empty
+        private readonly int[] _values;
+        private readonly int _mask;
+
+        public SlabIndex(int count)
+        {
+            int size = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, count * 2));
+            _keys = new ulong[size];
+            _values = new int[size];
+            _mask = size - 1;
+        }
+
+        private static int Hash(ulong key) => (int)((key * 0x9E3779B97F4A7C15UL) >> 35);
+
+        public void Add(uint unit, uint slot, int value)
+        {
+            ulong key = ~((ulong)unit << 32 | slot);
+            int i = Hash(key) & _mask;
+            while (_keys[i] != 0 && _keys[i] != key)
+                i = (i + 1) & _mask;
+            _keys[i] = key;
+            _values[i] = value;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Find(uint unit, uint slot)
+        {
+            ulong key = ~((ulong)unit << 32 | slot);
+            for (int i = Hash(key) & _mask; ; i = (i + 1) & _mask)
+            {
+                ulong k = _keys[i];
+                if (k == key)
+                    return _values[i];
+                if (k == 0)
+                    return -1;
+            }
         }
     }
 
