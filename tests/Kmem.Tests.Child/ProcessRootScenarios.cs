@@ -26,6 +26,7 @@ internal static unsafe class ProcessRootScenarios
                 case "roots-self": The_detectors_own_bookkeeping_never_makes_a_leak_look_referenced(); break;
                 case "roots-mutation": A_structure_mutated_by_other_threads_through_200_scans_is_never_reported_with_default_settings(); break;
                 case "roots-idle": Idle(); break;
+                case "roots-foreign-unmapped": Registered_foreign_memory_unmapped_behind_the_detectors_back_is_skipped(); break;
                 default: return 2;
             }
         }
@@ -304,6 +305,24 @@ internal static unsafe class ProcessRootScenarios
             Kmemleak.Free((void*)~foreign);
             NativeMemory.Free((void*)~foreign);
         }
+    }
+
+    // Registered foreign memory is not Kmem's: it is read through the fault-free copy, so a program that unmaps it
+    // without Kmemleak.Free (a bug the kernel would crash on) loses the references it held, not the process.
+    private static void Registered_foreign_memory_unmapped_behind_the_detectors_back_is_skipped()
+    {
+        MallocType t = NewType();
+        nuint mapC = ~(nuint)mmap(0, 8192, 3, 0x22, -1, 0);
+        Check.True(mapC != 0, "mmap failed");
+        Kmemleak.Alloc((void*)~mapC, 8192, 0); // a root
+        nuint held = AllocLeaked(64, t);
+        ((nint*)~mapC)[5] = (nint)~held;
+        Check.False(Reported(ScanTwice(), held), "held by registered foreign memory");
+        munmap((nint)~mapC, 4096);             // the first page goes, still registered
+        Check.True(Reported(ScanTwice(), held), "its only holder is gone");
+        munmap((nint)~mapC + 4096, 4096);
+        Kmemleak.Free((void*)~mapC);
+        Heap.Free((void*)~held, t);
     }
 
     private sealed class ListRoot

@@ -28,6 +28,10 @@ public class ProcessRootsTests
     public void Scans_complete_while_another_thread_maps_unmaps_and_protects_memory() => Passes("roots-mapping-churn");
 
     [Fact]
+    public void Registered_foreign_memory_unmapped_behind_the_detectors_back_is_skipped_not_a_crash() =>
+        Passes("roots-foreign-unmapped");
+
+    [Fact]
     public void The_detectors_own_bookkeeping_never_makes_a_leak_look_referenced() => Passes("roots-self");
 
     [Fact]

@@ -572,10 +572,16 @@ internal static unsafe class LeakScanner
                     VisitRecord(r, KmemMap.Base + r.Key + (nuint)cpu * KmemMap.UnitSize, forChecksum, visit);
                 break;
             case RecordKind.Foreign:
-                // The owner may unregister and free it meanwhile: Kmemleak.Free takes the same gate.
+                // Not Kmem's memory: read through the fault-free copy where the OS has one (a range freed or protected
+                // behind the detector's back is skipped, not a crash), directly elsewhere. Kmemleak.Free takes the
+                // gate, so an object unregistered meanwhile is not read at all.
                 lock (KmemMap.UnmapGate)
                 {
-                    if (LeakTracking.IsRegistered(r))
+                    if (!LeakTracking.IsRegistered(r))
+                        break;
+                    if (OsPages.Process.IsSupported)
+                        VisitRecord(r, (byte*)~r.Key, forChecksum, (p, n) => RootReader.Copy(OsPages.Process, ~(nuint)p, n, visit));
+                    else
                         VisitRecord(r, (byte*)~r.Key, forChecksum, visit);
                 }
                 break;
@@ -601,7 +607,7 @@ internal static unsafe class LeakScanner
         visit(start, r.Size);
     }
 
-    private delegate void RangeVisitor(byte* start, nuint length);
+    internal delegate void RangeVisitor(byte* start, nuint length);
 
     private static readonly RangeVisitor s_scanRange = ScanRange;
 

@@ -186,6 +186,30 @@ internal static unsafe class RootReader
         }
     }
 
+    /// <summary>Copies [~startC, ~startC + length) of memory Kmem does not own into the scanning thread's buffer, a buffer
+    /// at a time, and visits each copy (word alignment kept: a copy starts at the word holding its first byte). What
+    /// cannot be read ends the visit. Called under the scan lock, never while roots are being read.</summary>
+    internal static void Copy(IProcessMemory process, nuint startC, nuint length, LeakScanner.RangeVisitor visit)
+    {
+        EnsureWorkers();
+        s_caller ??= NewWorker();
+        nuint start = ~startC, end = start + length;
+        nuint at = start & ~(nuint)7;
+        while (at < end)
+        {
+            nuint want = Math.Min(end - at, BufferBytes);
+            nint got = process.Read(~at, s_caller.Buffer, want);
+            if (got <= 0)
+                return;
+            nuint skip = at < start ? start - at : 0;
+            if ((nuint)got > skip)
+                visit(s_caller.Buffer + skip, (nuint)got - skip);
+            if ((nuint)got < want)
+                return;
+            at += want;
+        }
+    }
+
     /// <summary>Where in the process roots words in [~targetC, ~targetC + length) are stored: complemented locations
     /// (a diagnostic: why is this object referenced?).</summary>
     internal static List<nuint> Locate(IProcessMemory process, List<RootRange> roots, nuint targetC, nuint length)
