@@ -27,6 +27,9 @@ internal static unsafe class ProcessRootScenarios
                 case "roots-mutation": A_structure_mutated_by_other_threads_through_200_scans_is_never_reported_with_default_settings(); break;
                 case "roots-idle": Idle(); break;
                 case "roots-foreign-unmapped": Registered_foreign_memory_unmapped_behind_the_detectors_back_is_skipped(); break;
+                case "roots-read-after-protect": Read_survives_a_reported_foreign_object_made_inaccessible(); break;
+                case "roots-caller-register": A_pointer_the_caller_keeps_across_scans_is_never_reported(); break;
+                case "roots-running-thread": A_running_threads_stack_is_known_for_stack_off(); break;
                 default: return 2;
             }
         }
@@ -315,14 +318,99 @@ internal static unsafe class ProcessRootScenarios
         nuint mapC = ~(nuint)mmap(0, 8192, 3, 0x22, -1, 0);
         Check.True(mapC != 0, "mmap failed");
         Kmemleak.Alloc((void*)~mapC, 8192, 0); // a root
-        nuint held = AllocLeaked(64, t);
-        ((nint*)~mapC)[5] = (nint)~held;
+        nuint held = AllocInto(mapC, 5, t);
         Check.False(Reported(ScanTwice(), held), "held by registered foreign memory");
         munmap((nint)~mapC, 4096);             // the first page goes, still registered
-        Check.True(Reported(ScanTwice(), held), "its only holder is gone");
+        Check.True(Reported(ScanTwice(), held), "its only holder is gone; referenced from "
+            + string.Join("; ", Kmemleak.FindRootReferences((void*)~held)));
         munmap((nint)~mapC + 4096, 4096);
         Kmemleak.Free((void*)~mapC);
         Heap.Free((void*)~held, t);
+    }
+
+    // Stores a new block in word `index` of the memory at ~mapC and returns it complemented; the raw value stays in
+    // this frame, dead once it returns.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static nuint AllocInto(nuint mapC, int index, MallocType t)
+    {
+        void* p = Heap.Malloc(64, t);
+        ((nint*)~mapC)[index] = (nint)p;
+        return ~(nuint)p;
+    }
+
+    // The report's hex dump reads the object's first bytes: for foreign memory through the fault-free copy, so a
+    // reported object the program has since protected or unmapped costs its hex dump, not the process.
+    private static void Read_survives_a_reported_foreign_object_made_inaccessible()
+    {
+        nuint mapC = ~(nuint)mmap(0, 4096, 3, 0x22, -1, 0);
+        Kmemleak.Alloc((void*)~mapC, 4096, 1); // must be referenced: nothing does
+        Check.True(Reported(ScanTwice(), mapC), "the foreign object is a leak");
+        Check.Contains($"unreferenced object 0x{~mapC:x} (size 4096):\n  comm", Kmemleak.Read());
+        mprotect((nint)~mapC, 4096, 0);
+        string text = Kmemleak.Read();         // no hex dump now, and no crash
+        Check.Contains($"unreferenced object 0x{~mapC:x} (size 4096)", text);
+        munmap((nint)~mapC, 4096);
+        text = Kmemleak.Read();
+        Check.Contains($"unreferenced object 0x{~mapC:x} (size 4096)", text);
+        Kmemleak.Free((void*)~mapC);
+    }
+
+    // A pointer a caller of Scan keeps only in a register (or a slot of its own frame) across the calls is a root: the
+    // registers are saved into the frame of Scan before the detector's own frames push them.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void A_pointer_the_caller_keeps_across_scans_is_never_reported()
+    {
+        MallocType t = NewType();
+        for (int round = 0; round < 4; round++)
+        {
+            nint* p = (nint*)Heap.Malloc(64, t);
+            nuint key = ~(nuint)p;
+            bool reported = false;
+            for (int i = 0; i < 4; i++)
+                reported |= Reported(Kmemleak.Scan(), key);
+            Check.False(reported, $"round {round}: a block the caller still holds was reported");
+            p[0] = round;                      // p is live until here
+            Heap.Free(p, t);
+        }
+    }
+
+    // A thread spinning on a CPU never reports a stack pointer; its stack is still known (from its thread cache), so
+    // stack=off leaves it out and stack=on reads all of it.
+    private static void A_running_threads_stack_is_known_for_stack_off()
+    {
+        MallocType t = NewType();
+        var key = new StrongBox<nuint>();
+        using var ready = new ManualResetEventSlim();
+        var stop = new StrongBox<bool>();
+        var thread = new Thread(() => Spin(t, key, ready, stop)) { Name = "spinner" };
+        thread.Start();
+        ready.Wait();
+        try
+        {
+            Kmemleak.Write("stack=on");
+            Check.False(Reported(ScanTwice(), key.Value), "stack=on: the spinning thread's local is a root");
+            Kmemleak.Write("stack=off");
+            Check.True(Reported(ScanTwice(), key.Value), "stack=off: the spinning thread's stack is left out; referenced from "
+                + string.Join("; ", Kmemleak.FindRootReferences((void*)~key.Value)));
+        }
+        finally
+        {
+            Kmemleak.Write("stack=on");
+            Volatile.Write(ref stop.Value, true);
+            thread.Join();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Spin(MallocType t, StrongBox<nuint> key, ManualResetEventSlim ready, StrongBox<bool> stop)
+    {
+        nint* local = stackalloc nint[4];
+        local[1] = (nint)Heap.Malloc(64, t);
+        key.Value = ~(nuint)local[1];
+        ready.Set();
+        while (!Volatile.Read(ref stop.Value))
+            Thread.SpinWait(100);
+        Heap.Free((void*)local[1], t);
     }
 
     private sealed class ListRoot

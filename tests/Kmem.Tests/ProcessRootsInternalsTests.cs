@@ -86,6 +86,57 @@ public unsafe class ProcessRootsInternalsTests
         Assert.DoesNotContain(maps, m => m.Device);
     }
 
+    /// <summary>A process view whose /proc cannot be read (out of file descriptors, say).</summary>
+    private sealed class FailingProcessMemory : IProcessMemory
+    {
+        public bool IsSupported => true;
+        public List<ProcessMapping> WritableMappings() => throw new IOException("Too many open files");
+        public List<ThreadStack> Threads() => new();
+        public nint Read(nuint addressComplement, byte* buffer, nuint length) => -1;
+    }
+
+    /// <summary>A process view that lists mappings but can read none of them (reads refused).</summary>
+    private sealed class RefusingProcessMemory : IProcessMemory
+    {
+        public bool IsSupported => true;
+        public List<ProcessMapping> WritableMappings() => new LinuxProcessMemory().WritableMappings();
+        public List<ThreadStack> Threads() => new();
+        public nint Read(nuint addressComplement, byte* buffer, nuint length) => -1;
+    }
+
+    [Fact]
+    public void When_the_process_cannot_be_read_the_scan_says_why_and_uses_registered_roots()
+    {
+        var said = new List<string>();
+        Action<KmemMessageKind, string> listen = (_, text) => { lock (said) said.Add(text); };
+        KmemDiagnostics.Message += listen;
+        try
+        {
+            Kmemleak.Write("process=on");
+            MallocType t = Types.New();
+            using var table = new RootTable(1);
+            table[0] = (nint)Heap.Malloc(64, t);
+            foreach (IProcessMemory view in new IProcessMemory[] { new FailingProcessMemory(), new RefusingProcessMemory() })
+            {
+                OsPages.OverrideProcess(view);
+                LeakScanResult r = Leaks.ScanTwice();
+                Assert.False(r.Stats.ProcessRoots);
+                Assert.Empty(r.Of(t)); // the registered root still holds it
+            }
+            Assert.Contains(said, m => m.Contains("cannot read the process roots (Too many open files)", StringComparison.Ordinal));
+            Assert.Contains(said, m => m.Contains("cannot read the process roots (no byte of the process could be read", StringComparison.Ordinal));
+            OsPages.OverrideProcess(null);
+            Assert.True(Kmemleak.Scan().Stats.ProcessRoots); // and back to normal
+            Heap.Free((void*)table[0], t);
+        }
+        finally
+        {
+            OsPages.OverrideProcess(null);
+            KmemDiagnostics.Message -= listen;
+            Leaks.Reset();
+        }
+    }
+
     [Fact]
     public void Without_a_process_view_the_detector_says_so_once_and_scans_registered_roots()
     {

@@ -32,6 +32,15 @@ public class ProcessRootsTests
         Passes("roots-foreign-unmapped");
 
     [Fact]
+    public void Read_survives_a_reported_foreign_object_made_inaccessible() => Passes("roots-read-after-protect");
+
+    [Fact]
+    public void A_pointer_the_caller_of_Scan_keeps_across_scans_is_never_reported() => Passes("roots-caller-register");
+
+    [Fact]
+    public void A_running_threads_stack_is_known_so_stack_off_leaves_it_out() => Passes("roots-running-thread");
+
+    [Fact]
     public void The_detectors_own_bookkeeping_never_makes_a_leak_look_referenced() => Passes("roots-self");
 
     [Fact]

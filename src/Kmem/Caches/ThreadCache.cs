@@ -45,6 +45,8 @@ internal struct ThreadHeader
 {
     public uint Ordinal;     // AllocContexts thread ordinal
     public uint Sequence;    // incremented by every tracked allocation of this thread
+    public int OsThreadId;   // gettid
+    public nuint StackComplement; // ~(an address in this thread's stack), so the leak scan knows the stack of a running thread
 }
 
 internal static unsafe class ThreadCaches
@@ -114,7 +116,10 @@ internal static unsafe class ThreadCaches
         if (p == 0 || !pages.Commit(p, CacheBytes))
             throw new OutOfMemoryException("Kmem: cannot map a thread cache.");
         Pages.OwnRegions.Add((void*)p, CacheBytes);
-        Header((byte*)p)->Ordinal = Diagnostics.AllocContexts.RegisterThread();
+        ThreadHeader* header = Header((byte*)p);
+        header->Ordinal = Diagnostics.AllocContexts.RegisterThread();
+        header->OsThreadId = pages.CurrentThreadId();
+        header->StackComplement = ~(nuint)(&header); // a local: an address in this thread's stack
         lock (Lock)
             s_live.Add(p);
         t_cache = (byte*)p;

@@ -26,6 +26,7 @@ public static unsafe class Kmemleak
     private static bool s_gcBeforeScan = true;
     private static bool s_processRoots = true;
     private static bool s_rootsUnavailableSaid;
+    private static string? s_rootsFailureSaid;
     private static bool s_disabled = !LeakTracking.Enabled;
     private static bool s_leaksFound;
     private static List<Unreferenced> s_last = new();
@@ -376,8 +377,11 @@ public static unsafe class Kmemleak
     [MethodImpl(MethodImplOptions.NoInlining)] // its frame marks where the caller's stack ends and the detector's begins
     public static LeakScanResult Scan()
     {
-        int marker = 0;
-        return Run(s_gcBeforeScan, ~(nuint)(&marker));
+        // The caller's registers, saved at the bottom of this frame: from here up is the program's stack (scanned),
+        // below is the detector's own.
+        byte* registers = stackalloc byte[Platform.OsPages.RegisterBytes];
+        Platform.OsPages.SaveRegisters(registers);
+        return Run(s_gcBeforeScan, ~(nuint)registers);
     }
 
     private static LeakScanResult Run(bool collect, nuint callerStackComplement)
@@ -421,10 +425,13 @@ public static unsafe class Kmemleak
             }
             var sites = new Dictionary<uint, string>();
             var reports = outcome.Unreferenced.Select(u => LeakReportFormatter.ToReport(u, start, sites)).ToList();
+            if (outcome.ProcessRootsFailure is { } why && why != s_rootsFailureSaid)
+                KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmemleak: cannot read the process roots ({why}); this scan used registered roots only");
+            s_rootsFailureSaid = outcome.ProcessRootsFailure;
             return new LeakScanResult(reports, new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
             {
                 GcTime = gcTime,
-                ProcessRoots = process,
+                ProcessRoots = outcome.ProcessRootsRead,
                 ProcessRootBytes = outcome.ProcessRootBytes,
                 ProcessRootRanges = outcome.ProcessRootRanges,
                 ProcessRootTime = outcome.ProcessRootTime,
@@ -437,21 +444,27 @@ public static unsafe class Kmemleak
 
     /// <summary>Where the process roots hold a reference into the object at <paramref name="ptr"/> right now: each location
     /// with the mapping it lies in, as /proc/self/maps names it. For "why is this not reported?" questions.</summary>
-    public static IReadOnlyList<string> FindRootReferences(void* ptr)
+    /// (The caller's own copy of the pointer, if it keeps one, is listed too.)
+    public static IReadOnlyList<string> FindRootReferences(void* ptr) => FindRootReferencesOf(~(nuint)ptr);
+
+    [MethodImpl(MethodImplOptions.NoInlining)] // like Scan: the frame that marks where the detector's stack begins
+    private static IReadOnlyList<string> FindRootReferencesOf(nuint ptrComplement)
     {
-        TrackedObject? o = Resolve(ptr);
-        nuint start = o is null ? (nuint)ptr : StartOf(o.Value), size = o is null ? 1 : SizeOf(o.Value);
+        byte* registers = stackalloc byte[Platform.OsPages.RegisterBytes];
+        Platform.OsPages.SaveRegisters(registers);
+        nuint markerC = ~(nuint)registers;
+        TrackedObject? o = Resolve((void*)~ptrComplement);
+        nuint startC = o is null ? ptrComplement : ~StartOf(o.Value), size = o is null ? 1 : SizeOf(o.Value);
         Platform.IProcessMemory process = Platform.OsPages.Process;
         if (!process.IsSupported)
             return Array.Empty<string>();
-        int marker = 0;
         List<RootRange> roots;
         List<nuint> found;
         lock (s_scanLock)
         {
-            roots = ProcessRoots.Collect(process, s_stackScan, Platform.OsPages.Provider.CurrentThreadId(), ~(nuint)(&marker),
+            roots = ProcessRoots.Collect(process, s_stackScan, Platform.OsPages.Provider.CurrentThreadId(), markerC,
                 RootReader.WorkerStacks());
-            found = RootReader.Locate(process, roots, ~start, size);
+            found = RootReader.Locate(process, roots, startC, size);
         }
         var maps = File.Exists("/proc/self/maps") ? File.ReadAllLines("/proc/self/maps") : Array.Empty<string>();
         List<Platform.ThreadStack> threads = process.Threads();
@@ -463,7 +476,7 @@ public static unsafe class Kmemleak
             string stack = "";
             foreach (Platform.ThreadStack t in threads)
             {
-                nuint sp = t.Tid == Platform.OsPages.Provider.CurrentThreadId() ? (nuint)(&marker) : ~t.StackPointerComplement;
+                nuint sp = t.Tid == Platform.OsPages.Provider.CurrentThreadId() ? ~markerC : ~t.StackPointerComplement;
                 if (t.StackPointerComplement == 0 && t.Tid != Platform.OsPages.Provider.CurrentThreadId())
                     continue;
                 if (MappingOf(maps, sp) == name && name != "?")
@@ -718,6 +731,7 @@ public static unsafe class Kmemleak
     {
         // First scan after 60 s, then a pause of the period from the end of one scan to the start of the next.
         int wait = Math.Min(60, s_autoPeriodSeconds) * 1000;
+        byte* marker = stackalloc byte[16]; // this thread's own stack holds nothing of the program's
         while (!s_autoStop)
         {
             s_autoWake.WaitOne(wait);
@@ -725,12 +739,13 @@ public static unsafe class Kmemleak
                 return;
             try
             {
-                int marker = 0;
-                Run(collect: false, ~(nuint)(&marker)); // automatic scans never force a GC on the program
+                Run(collect: false, ~(nuint)marker); // automatic scans never force a GC on the program
             }
-            catch (InvalidOperationException)
+            catch (Exception e)
             {
-                return;
+                if (s_disabled)
+                    return;
+                KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmemleak: an automatic scan failed: {e.Message}");
             }
             wait = s_autoPeriodSeconds * 1000;
         }

@@ -15,10 +15,10 @@ internal static unsafe class LeakReportFormatter
         AllocContexts.ThreadInfo thread = AllocContexts.ThreadOf(u.Context);
         o.Append($"unreferenced object{kind} 0x{(nuint)addr:x} (size {u.Size}):\n");
         o.Append($"  comm \"{thread.Name}\", pid {thread.OsThreadId}, jiffies {u.BirthMs}\n");
-        byte* contents = u.Kind == RecordKind.Phys ? (byte*)Heap.PhysToVirt(~u.Offset) : addr;
-        if (contents != null)
+        int n = (int)Math.Min(u.Size, 32);
+        byte* contents = stackalloc byte[32];
+        if (CopyContents(u, contents, n))
         {
-            int n = (int)Math.Min(u.Size, 32);
             o.Append(u.Kind == RecordKind.PerCpu ? $"  hex dump (first {n} bytes on cpu 0):\n" : $"  hex dump (first {n} bytes):\n");
             AppendHexDump(o, contents, n);
         }
@@ -27,6 +27,30 @@ internal static unsafe class LeakReportFormatter
         if (trace is not null)
             foreach (string frame in trace.Split('\n', StringSplitOptions.RemoveEmptyEntries))
                 o.Append("    ").Append(frame.Trim()).Append('\n');
+    }
+
+    // The first bytes of the object, copied safely: slab memory is never unmapped; records' memory can be (a concurrent
+    // free, an unmapped region) and is read under the unmap gate, only while still registered; foreign memory goes
+    // through the fault-free copy. False when it cannot be read now.
+    private static bool CopyContents(Unreferenced u, byte* buffer, int n)
+    {
+        if (u.Object.Record is not { } r)
+        {
+            Buffer.MemoryCopy(AddressOf(u), buffer, n, n);
+            return true;
+        }
+        lock (KmemMap.UnmapGate)
+        {
+            if (!LeakTracking.IsRegistered(r))
+                return false;
+            byte* from = r.Kind == RecordKind.Phys ? (byte*)Heap.PhysToVirt(~r.Key) : AddressOf(u);
+            if (from == null)
+                return false;
+            if (r.Kind == RecordKind.Foreign && Platform.OsPages.Process.IsSupported)
+                return Platform.OsPages.Process.Read(~(nuint)from, buffer, (nuint)n) == n;
+            Buffer.MemoryCopy(from, buffer, n, n);
+            return true;
+        }
     }
 
     /// <summary>Rows of 16 bytes: hex bytes separated by spaces, two spaces, then the ASCII column ('.' if not printable).</summary>

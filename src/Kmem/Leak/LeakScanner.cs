@@ -48,6 +48,8 @@ internal sealed class ScanOutcome
     public required TimeSpan MarkTime;
     public required TimeSpan ClassifyTime;
     public required int Passes;
+    public required bool ProcessRootsRead;             // process roots asked for and read in every pass
+    public required string? ProcessRootsFailure;       // why they could not be read, if so
 }
 
 /// <summary>How a scan finds its roots (besides registered ones).</summary>
@@ -83,6 +85,8 @@ internal static unsafe class LeakScanner
     private static long s_rootBytes, s_rootTicks, s_markTicks;
     private static int s_rootRanges, s_passes;
     private static readonly List<ulong> s_rootWords = new(); // ~word, from the process roots
+    private static string? s_rootsFailed;
+    private static bool s_copyForeign; // foreign memory is read through the fault-free copy (it works in this process)
     private static uint s_curUnit = uint.MaxValue, s_curSlot;
     private static LeakRecord? s_curRecord;
     private static int s_vmAreaIndex;
@@ -99,8 +103,26 @@ internal static unsafe class LeakScanner
             s_deadThreads[ordinal] = sequence;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     public static ScanOutcome Run(int minAgeMs, int unrefScans, RootOptions roots, Func<bool> cancelled)
+    {
+        try
+        {
+            return RunCore(minAgeMs, unrefScans, roots, cancelled);
+        }
+        finally
+        {
+            // Also after a failure: lookups go back to the locked tables, and nothing of this scan is kept.
+            s_inScan = false;
+            s_contexts = null;
+            s_records = new();
+            s_slabWork.Clear();
+            s_recordWork.Clear();
+            s_rootWords.Clear();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
+    private static ScanOutcome RunCore(int minAgeMs, int unrefScans, RootOptions roots, Func<bool> cancelled)
     {
         long t0 = Stopwatch.GetTimestamp();
         s_bytesScanned = 0;
@@ -108,10 +130,12 @@ internal static unsafe class LeakScanner
         s_rootBytes = s_rootTicks = s_markTicks = 0;
         s_rootRanges = -1;
         s_passes = 0;
+        s_rootsFailed = null;
         ScanMark mark = BeginScan();
         int scanIndex = s_history.Count - 1;
 
         Collect();
+        s_copyForeign = RootReader.CanCopy(OsPages.Process);
         s_inScan = true;
         HashSet<LeakRecord> recordWhite = Mark(secondChance: true, White);
         // Confirmation before anything new is reported: more marking passes (up to ConfirmationPasses); only what stays
@@ -198,6 +222,8 @@ internal static unsafe class LeakScanner
             Duration = Stopwatch.GetElapsedTime(t0, tEnd),
             ProcessRootBytes = s_rootBytes,
             ProcessRootRanges = Math.Max(0, s_rootRanges),
+            ProcessRootsRead = s_roots.Process,
+            ProcessRootsFailure = s_rootsFailed,
             ProcessRootTime = Stopwatch.GetElapsedTime(0, s_rootTicks),
             MarkTime = Stopwatch.GetElapsedTime(0, s_markTicks),
             ClassifyTime = Stopwatch.GetElapsedTime(tDecide, tEnd),
@@ -463,20 +489,60 @@ internal static unsafe class LeakScanner
     }
 
     // Reads the process roots (every pass reads them afresh) and follows each word that may point at a tracked object.
+    // If they cannot be read (no /proc, out of file descriptors, reads refused), this scan goes on with the registered
+    // roots alone and says why.
     private static void ProcessRootWords()
     {
         long t0 = Stopwatch.GetTimestamp();
         IProcessMemory process = OsPages.Process;
-        List<RootRange> ranges = ProcessRoots.Collect(process, s_roots.Stacks, OsPages.Provider.CurrentThreadId(),
-            s_roots.CallerStackComplement, RootReader.WorkerStacks());
-        if (s_rootRanges < 0)
-            s_rootRanges = ranges.Count;
-        var filter = new WordFilter((nuint)KmemMap.Base, KmemMap.Size, ~s_foreignMinC, ~s_foreignSpanC, ~s_physMinC, ~s_physSpanC);
         s_rootWords.Clear();
-        long bytes = RootReader.Read(process, ranges, filter, s_rootWords);
+        long bytes;
+        // No GC while the roots are read: a compaction could move an object from a part not yet read into one already
+        // read, hiding its pointers from this pass. Best effort: other threads allocating past the budget end it.
+        bool noGc = false;
+        try
+        {
+            noGc = GC.TryStartNoGCRegion(16 << 20);
+        }
+        catch (InvalidOperationException)
+        {
+            // already in a no-GC region (the program's own)
+        }
+        try
+        {
+            List<RootRange> ranges = ProcessRoots.Collect(process, s_roots.Stacks, OsPages.Provider.CurrentThreadId(),
+                s_roots.CallerStackComplement, RootReader.WorkerStacks());
+            if (s_rootRanges < 0)
+                s_rootRanges = ranges.Count;
+            var filter = new WordFilter((nuint)KmemMap.Base, KmemMap.Size, ~s_foreignMinC, ~s_foreignSpanC, ~s_physMinC, ~s_physSpanC);
+            bytes = RootReader.Read(process, ranges, filter, s_rootWords);
+            if (bytes == 0 && ranges.Count > 0)
+                throw new IOException("no byte of the process could be read (process_vm_readv and /proc/self/mem refused)");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SystemException and not OutOfMemoryException)
+        {
+            s_rootsFailed = e.Message;
+            s_roots = s_roots with { Process = false };
+            s_rootWords.Clear();
+            return;
+        }
+        finally
+        {
+            if (noGc && System.Runtime.GCSettings.LatencyMode == System.Runtime.GCLatencyMode.NoGCRegion)
+            {
+                try
+                {
+                    GC.EndNoGCRegion();
+                }
+                catch (InvalidOperationException)
+                {
+                    // a GC ended it meanwhile
+                }
+            }
+            s_rootTicks += Stopwatch.GetTimestamp() - t0;
+        }
         s_rootBytes += bytes;
         s_bytesScanned += bytes;
-        s_rootTicks += Stopwatch.GetTimestamp() - t0;
         foreach (ulong c in s_rootWords)
             ReferenceWord((nuint)~c);
         s_rootWords.Clear();
@@ -579,7 +645,7 @@ internal static unsafe class LeakScanner
                 {
                     if (!LeakTracking.IsRegistered(r))
                         break;
-                    if (OsPages.Process.IsSupported)
+                    if (s_copyForeign)
                         VisitRecord(r, (byte*)~r.Key, forChecksum, (p, n) => RootReader.Copy(OsPages.Process, ~(nuint)p, n, visit));
                     else
                         VisitRecord(r, (byte*)~r.Key, forChecksum, visit);
@@ -977,6 +1043,7 @@ internal static unsafe class LeakScanner
 
         private static int Hash(ulong key) => (int)((key * 0x9E3779B97F4A7C15UL) >> 35);
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Add(uint unit, uint slot, int value)
         {
             ulong key = ~((ulong)unit << 32 | slot);

@@ -27,11 +27,21 @@ internal static class ProcessRoots
         var cuts = new List<(nuint StartComplement, nuint Length)>(OwnRegions.Snapshot());
 
         // Thread stacks: the part below the stack pointer is dead frames (stale values hide leaks); with stack=off, and for
-        // the scanner's own threads, the whole stack mapping goes.
-        foreach (ThreadStack t in process.Threads())
+        // the scanner's own threads, the whole stack mapping goes. A thread that was running when asked has no stack
+        // pointer: its stack is found from an address seen before (an earlier answer, or its thread cache), and is then
+        // read whole, or left out whole with stack=off.
+        List<ThreadStack> threads = process.Threads();
+        Dictionary<int, nuint> known = KnownStacks(threads);
+        foreach (ThreadStack t in threads)
         {
             nuint spc = t.Tid == ownTid ? ownStackPointerComplement : t.StackPointerComplement;
             bool whole = !stacks;
+            if (spc == 0 && known.TryGetValue(t.Tid, out nuint seenC))
+            {
+                if (!whole)
+                    continue; // stack=on: its live part is unknown, so all of it is read
+                spc = seenC;
+            }
             foreach ((int tid, nuint stackC) in excludedThreads)
                 if (tid == t.Tid)
                 {
@@ -81,10 +91,37 @@ internal static class ProcessRoots
         return roots;
     }
 
+    // tid → ~(an address in its stack): the last stack pointer a thread reported, else its thread cache's record.
+    private static readonly Dictionary<int, nuint> s_seen = new();
+
+    private static unsafe Dictionary<int, nuint> KnownStacks(List<ThreadStack> threads)
+    {
+        var live = new HashSet<int>();
+        foreach (ThreadStack t in threads)
+        {
+            live.Add(t.Tid);
+            if (t.StackPointerComplement != 0)
+                s_seen[t.Tid] = t.StackPointerComplement;
+        }
+        foreach (int tid in s_seen.Keys.Where(k => !live.Contains(k)).ToList())
+            s_seen.Remove(tid); // ended (a new thread may get its id)
+        var known = new Dictionary<int, nuint>(s_seen);
+        lock (Caches.ThreadCaches.Lock)
+        {
+            foreach (nint tc in Caches.ThreadCaches.LiveUnderLock)
+            {
+                Caches.ThreadHeader* h = Caches.ThreadCaches.Header((byte*)tc);
+                if (h->StackComplement != 0 && live.Contains(h->OsThreadId))
+                    known.TryAdd(h->OsThreadId, h->StackComplement);
+            }
+        }
+        return known;
+    }
+
     private static void Add(List<RootRange> roots, nuint start, nuint end)
     {
         start = (start + 7) & ~(nuint)7;
-        if (end > start + 8)
+        if (end >= start + 8)
             roots.Add(new RootRange(~start, (end - start) & ~(nuint)7));
     }
 

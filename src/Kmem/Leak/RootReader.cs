@@ -41,6 +41,7 @@ internal static unsafe class RootReader
     private static IProcessMemory s_process = null!;
     private static CountdownEvent? s_done;
     private static Exception? s_failure;
+    private static bool s_workersTried;
 
     /// <summary>The scanner's worker threads and a stack address of each (complemented), to keep their stacks out of the roots.</summary>
     public static List<(int Tid, nuint StackComplement)> WorkerStacks()
@@ -57,6 +58,12 @@ internal static unsafe class RootReader
     public static long Read(IProcessMemory process, List<RootRange> roots, WordFilter filter, List<ulong> found)
     {
         EnsureWorkers();
+        s_caller ??= NewWorker();
+        foreach (Worker w in s_workers.Append(s_caller))
+        {
+            w.Found.Clear(); // also after a failed read
+            w.Bytes = 0;
+        }
         var chunks = new List<RootRange>(roots.Count * 2);
         foreach (RootRange r in roots)
             for (nuint off = 0; off < r.Length; off += ChunkBytes)
@@ -65,7 +72,6 @@ internal static unsafe class RootReader
         s_nextChunk = -1;
         s_filter = filter;
         s_process = process;
-        s_caller ??= NewWorker();
         using (s_done = new CountdownEvent(s_workers.Length))
         {
             foreach (Worker w in s_workers)
@@ -81,7 +87,7 @@ internal static unsafe class RootReader
         }
         s_done = null;
         if (Interlocked.Exchange(ref s_failure, null) is { } failure)
-            throw failure;
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         long bytes = s_caller.Bytes;
         found.AddRange(s_caller.Found);
         s_caller.Found.Clear();
@@ -101,19 +107,28 @@ internal static unsafe class RootReader
     {
         lock (s_lock)
         {
-            if (s_workers.Length > 0 || Environment.ProcessorCount < 2)
+            if (s_workersTried)
                 return;
-            int n = Math.Min(Environment.ProcessorCount - 1, 7);
-            var workers = new Worker[n];
-            using var started = new CountdownEvent(n);
-            for (int i = 0; i < n; i++)
+            s_workersTried = true; // once: a process out of threads or memory gets fewer workers, not a retry per scan
+            var workers = new List<Worker>();
+            for (int i = 0, n = Math.Min(Environment.ProcessorCount - 1, 7); i < n; i++)
             {
-                Worker w = workers[i] = NewWorker();
-                var t = new Thread(() => WorkerLoop(w, started)) { IsBackground = true, Name = "kmemleak-roots" };
-                t.Start();
+                try
+                {
+                    Worker w = NewWorker();
+                    var ready = new ManualResetEventSlim(); // never disposed: its thread signals it
+                    new Thread(() => WorkerLoop(w, ready)) { IsBackground = true, Name = "kmemleak-roots" }.Start();
+                    ready.Wait();
+                    workers.Add(w);
+                }
+                catch (Exception e) when (e is OutOfMemoryException or ThreadStartException)
+                {
+                    KmemDiagnostics.Publish(KmemMessageKind.Warning,
+                        $"kmemleak: {workers.Count} root-scan worker thread(s) instead of {n}: {e.Message}");
+                    break;
+                }
             }
-            started.Wait();
-            s_workers = workers;
+            s_workers = workers.ToArray();
         }
     }
 
@@ -127,12 +142,12 @@ internal static unsafe class RootReader
         return new Worker { Buffer = (byte*)p };
     }
 
-    private static void WorkerLoop(Worker w, CountdownEvent started)
+    private static void WorkerLoop(Worker w, ManualResetEventSlim ready)
     {
         int marker = 0;
         w.Tid = OsPages.Provider.CurrentThreadId();
         w.StackComplement = ~(nuint)(&marker);
-        started.Signal();
+        ready.Set();
         while (true)
         {
             w.Go.WaitOne();
@@ -184,6 +199,15 @@ internal static unsafe class RootReader
                 left -= advance;
             }
         }
+    }
+
+    /// <summary>Whether the fault-free copy works here: reads a word of this thread's stack through it.</summary>
+    internal static bool CanCopy(IProcessMemory process)
+    {
+        if (!process.IsSupported)
+            return false;
+        ulong probe = 0x6b6d656d, copy = 0;
+        return process.Read(~(nuint)(&probe), (byte*)&copy, 8) == 8 && copy == probe;
     }
 
     /// <summary>Copies [~startC, ~startC + length) of memory Kmem does not own into the scanning thread's buffer, a buffer

@@ -14,12 +14,12 @@ public sealed unsafe class PhysRegion : IDisposable
     /// <summary>The first physical address handed out. It lies above every user-space virtual address (2^47), so a
     /// physical address is never mistaken for a pointer, and its upper half is an unlikely integer, so two small ints side
     /// by side (0x1_0000_0000 is [0, 1]) are never mistaken for a physical address by the leak scan.</summary>
-    public const ulong FirstBase = 0x0009_C3A5_0000_0000;
+    public static ulong FirstBase => 0x0009_C3A5_0000_0000;
     private const nuint Align = 16;
 
     private static readonly object s_lock = new();
     private static readonly List<PhysRegion> s_regions = new(); // ordered by Base
-    private static ulong s_nextBase = FirstBase;
+    private static ulong s_nextBase = 0x0009_C3A5_0000_0000; // FirstBase
 
     private readonly object _lock = new();
     private nint _handle;

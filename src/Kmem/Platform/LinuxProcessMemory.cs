@@ -11,7 +11,8 @@ internal sealed unsafe partial class LinuxProcessMemory : IProcessMemory
     private int _memFd = -1;     // /proc/self/mem, opened when process_vm_readv is refused (seccomp, old kernels)
     private volatile bool _useMem;
 
-    public bool IsSupported => true;
+    /// <summary>False when /proc is not mounted (some sandboxes and chroots): nothing of the process can be seen.</summary>
+    public bool IsSupported { get; } = File.Exists("/proc/self/maps") && Directory.Exists("/proc/self/task");
 
     public List<ProcessMapping> WritableMappings()
     {
@@ -47,11 +48,12 @@ internal sealed unsafe partial class LinuxProcessMemory : IProcessMemory
             string path = field < line.Length ? line[field..].Trim() : "";
             bool hasInode = inodeStart > 0 && inodeEnd > inodeStart && line.AsSpan(inodeStart, inodeEnd - inodeStart).Trim().ToString() != "0";
             bool shared = perms[3] == 's';
-            bool device = path.StartsWith("/dev/", StringComparison.Ordinal) && path != "/dev/zero" && !path.StartsWith("/dev/zero ", StringComparison.Ordinal)
-                && !path.StartsWith("/dev/shm/", StringComparison.Ordinal);
+            // Memory, not devices: /dev/zero, POSIX shared memory and hugetlbfs live under /dev too.
+            bool device = path.StartsWith("/dev/", StringComparison.Ordinal) && !path.StartsWith("/dev/zero", StringComparison.Ordinal)
+                && !path.StartsWith("/dev/shm/", StringComparison.Ordinal) && !path.StartsWith("/dev/hugepages", StringComparison.Ordinal);
+            // Anonymous-like shared memory holds pointers; a shared regular file (deleted or not) is data.
             bool anonymousLike = !hasInode || path.Length == 0 || path[0] == '[' || path.StartsWith("/memfd:", StringComparison.Ordinal)
-                || path.StartsWith("/SYSV", StringComparison.Ordinal) || path.EndsWith("(deleted)", StringComparison.Ordinal)
-                || path.StartsWith("/dev/zero", StringComparison.Ordinal) || path.StartsWith("/dev/shm/", StringComparison.Ordinal);
+                || path.StartsWith("/SYSV", StringComparison.Ordinal) || path.StartsWith("/dev/", StringComparison.Ordinal);
             bool sharedFile = shared && !anonymousLike && !device;
             list.Add(new ProcessMapping(~(nuint)start, ~(nuint)end, sharedFile, device, path == "[stack]"));
         }
@@ -134,6 +136,33 @@ internal sealed unsafe partial class LinuxProcessMemory : IProcessMemory
             _memFd = open("/proc/self/mem", 0 /* O_RDONLY */ | 0x80000 /* O_CLOEXEC */);
             _useMem = true;
         }
+    }
+
+    /// <summary>getcontext(3): every register of the calling thread into <paramref name="context"/> (a ucontext_t).</summary>
+    [LibraryImport("libc")]
+    [SuppressGCTransition]
+    internal static partial int getcontext(void* context);
+
+    /// <summary>Bytes for a ucontext_t on every Linux architecture .NET runs on (x64 968, arm64 4560).</summary>
+    public const int ContextBytes = 5120;
+
+    /// <summary>Keeps only the callee-saved registers of a context saved by <see cref="getcontext"/> (x64: rbx, rbp,
+    /// r12–r15, moved to the first six words) and zeroes the rest, whose stale values would only hide leaks. Other
+    /// architectures keep the whole context.</summary>
+    public static void KeepCalleeSaved(byte* context)
+    {
+        if (RuntimeInformation.ProcessArchitecture != Architecture.X64)
+            return;
+        ulong* gregs = (ulong*)(context + 40); // uc_flags, uc_link, uc_stack; then mcontext_t.gregs[REG_R8 = 0 …]
+        ulong r12 = gregs[4], r13 = gregs[5], r14 = gregs[6], r15 = gregs[7], rbp = gregs[10], rbx = gregs[11];
+        new Span<byte>(context, ContextBytes).Clear();
+        ulong* keep = (ulong*)context;
+        keep[0] = rbx;
+        keep[1] = rbp;
+        keep[2] = r12;
+        keep[3] = r13;
+        keep[4] = r14;
+        keep[5] = r15;
     }
 
     [StructLayout(LayoutKind.Sequential)]

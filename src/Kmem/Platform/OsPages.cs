@@ -15,6 +15,25 @@ internal static class OsPages
     public static IProcessMemory Process => s_process ??= OperatingSystem.IsLinux() && Environment.Is64BitProcess
         ? new LinuxProcessMemory() : new UnsupportedProcessMemory();
 
+    /// <summary>Bytes a caller reserves (on its stack) for <see cref="SaveRegisters"/>.</summary>
+    public const int RegisterBytes = LinuxProcessMemory.ContextBytes;
+
+    /// <summary>
+    /// Saves the calling thread's registers into <paramref name="buffer"/> (Linux; elsewhere it stays zeroed), keeping
+    /// the callee-saved ones: a pointer the caller holds only in a register becomes memory the leak scan reads. Inlined
+    /// for correctness, not speed: the registers must be saved by the frame that holds the buffer, before any callee
+    /// pushes them below it.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static unsafe void SaveRegisters(byte* buffer)
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            _ = LinuxProcessMemory.getcontext(buffer);
+            LinuxProcessMemory.KeepCalleeSaved(buffer);
+        }
+    }
+
     /// <summary>Replaces the process view (tests of other OSes' behaviour); null restores the real one.</summary>
     internal static void OverrideProcess(IProcessMemory? process) => s_process = process;
 

@@ -21,7 +21,7 @@ internal static unsafe class SlabMeta
     private const int LeakOffset = 0x3C880;                       // byte[MaxBlocks]
     private const int BitmapsOffset = 0x40A00;                    // ulong[3][MaxBlocks / 64]: the scanner's bitmaps
     private const int BitmapBytes = MaxBlocks / 8;
-    public const int Stride = 0x42800;                            // 266 KiB of address space, committed per slab
+    public const int Stride = 0x43000;                            // 268 KiB of address space, committed per slab
 
     /// <summary>Side-table bytes per block.</summary>
     public const int BytesPerBlock = sizeof(ushort) + 3 * sizeof(uint) + sizeof(byte);
