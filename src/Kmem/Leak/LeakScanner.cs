@@ -17,8 +17,9 @@ namespace Kmem.Leak;
 /// <summary>An object the detector tracks: a slab block (unit, slot) or a record.</summary>
 internal readonly record struct TrackedObject(LeakRecord? Record, uint Unit, uint Slot);
 
-/// <summary>What a scan found about one unreferenced object.</summary>
-internal sealed class Unreferenced
+/// <summary>What a scan found about one unreferenced object. A struct: a scan's findings are one array, which the
+/// program's GC moves as one object instead of one per leak.</summary>
+internal struct Unreferenced
 {
     public required TrackedObject Object;
     public required nuint Offset;     // kmem_map offset, ~address (foreign) or ~physical address
@@ -31,7 +32,7 @@ internal sealed class Unreferenced
     public required int BornBeforeScan; // index of the first scan known to start after the birth
     public required long BirthMs;       // lower bound of the birth time, ms since start
     public required uint Crc;
-    public bool Direct = true;
+    public bool Direct;
     public bool New;
 }
 
@@ -236,16 +237,23 @@ internal static unsafe class LeakScanner
     private static void SortByBirth(List<Unreferenced> found)
     {
         var keys = new ulong[found.Count];
-        Unreferenced[] items = found.ToArray();
-        for (int i = 0; i < items.Length; i++)
+        bool sorted = true;
+        for (int i = 0; i < keys.Length; i++)
         {
-            Unreferenced u = items[i];
+            Unreferenced u = found[i];
             ulong born = (ulong)Math.Clamp(u.BornBeforeScan + 1, 0, 127); // −1 (born after every remembered scan) sorts first
             keys[i] = born << 57 | (ulong)Math.Min(u.Thread, (1u << 25) - 1) << 32 | u.Stamp;
+            sorted &= i == 0 || keys[i - 1] <= keys[i];
         }
-        Array.Sort(keys, items);
-        found.Clear();
-        found.AddRange(items);
+        if (sorted)
+            return; // slabs are carved in order: often the case
+        var order = new int[keys.Length];
+        for (int i = 0; i < order.Length; i++)
+            order[i] = i;
+        Array.Sort(keys, order);
+        Unreferenced[] items = found.ToArray();
+        for (int i = 0; i < order.Length; i++)
+            found[i] = items[order[i]];
     }
 
     // ---- birth bounds ----
@@ -502,7 +510,7 @@ internal static unsafe class LeakScanner
         bool noGc = false;
         try
         {
-            noGc = GC.TryStartNoGCRegion(16 << 20);
+            noGc = GC.TryStartNoGCRegion(1 << 20);
         }
         catch (InvalidOperationException)
         {
@@ -1015,12 +1023,13 @@ internal static unsafe class LeakScanner
             for (int e = edgeStart[i]; e < edgeStart[i + 1]; e++)
                 if (component[edgeTargets[e]] != component[i])
                     entered[component[edgeTargets[e]]] = true;
+        Span<Unreferenced> span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(found);
         var rootTaken = new bool[components];
         for (int i = 0; i < n; i++)
         {
             int c = component[i];
-            found[i].Direct = !entered[c] && !rootTaken[c];
-            if (found[i].Direct)
+            span[i].Direct = !entered[c] && !rootTaken[c];
+            if (span[i].Direct)
                 rootTaken[c] = true;
         }
     }
@@ -1146,7 +1155,7 @@ internal static unsafe class LeakScanner
             return new Unreferenced
             {
                 Object = o, Offset = r.Key, Kind = r.Kind, Size = r.Size, TypeIndex = r.TypeIndex, Context = r.Context,
-                Thread = thread, Stamp = stamp, BornBeforeScan = bornBefore, BirthMs = r.BirthMs, Crc = r.Crc,
+                Thread = thread, Stamp = stamp, BornBeforeScan = bornBefore, BirthMs = r.BirthMs, Crc = r.Crc, Direct = true,
             };
         byte* meta = SlabMeta.Of(o.Unit);
         uint size = SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
@@ -1154,7 +1163,7 @@ internal static unsafe class LeakScanner
         {
             Object = o, Offset = ((nuint)o.Unit << KmemMap.UnitShift) + (nuint)o.Slot * size, Kind = null, Size = size,
             TypeIndex = SlabMeta.Owner(meta, o.Slot), Context = SlabMeta.Site(meta, o.Slot), Thread = thread, Stamp = stamp,
-            BornBeforeScan = bornBefore, BirthMs = birthMs, Crc = SlabCrc(meta, o.Slot),
+            BornBeforeScan = bornBefore, BirthMs = birthMs, Crc = SlabCrc(meta, o.Slot), Direct = true,
         };
     }
 }
