@@ -284,6 +284,21 @@ internal static unsafe class LeakScanner
         return mark;
     }
 
+    // The first index whose value is ≥ value in an ascending span (its length if none).
+    private static int LowerBound<T>(ReadOnlySpan<T> sorted, T value) where T : System.Numerics.IComparisonOperators<T, T, bool>
+    {
+        int lo = 0, hi = sorted.Length;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (sorted[mid] < value)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return lo;
+    }
+
     // Per thread, its watermark in each remembered scan (0 where it did not exist yet): non-decreasing, so searchable.
     private static readonly Dictionary<uint, uint[]> s_watermarks = new();
     private static uint s_lastThread = uint.MaxValue;
@@ -310,16 +325,8 @@ internal static unsafe class LeakScanner
             s_lastThread = thread;
             s_lastWatermarks = w;
         }
-        int lo = 0, hi = w.Length;
-        while (lo < hi)
-        {
-            int mid = (lo + hi) >>> 1;
-            if (w[mid] < stamp)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        return lo < w.Length ? lo : -1;
+        int first = LowerBound<uint>(w, stamp);
+        return first < w.Length ? first : -1;
     }
 
     // ---- collecting and marking ----
@@ -835,16 +842,7 @@ internal static unsafe class LeakScanner
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int ForeignIndex(nuint v)
     {
-        nuint k = ~v;
-        int lo = 0, hi = s_foreignKeys.Length;
-        while (lo < hi)
-        {
-            int mid = (lo + hi) >>> 1;
-            if (s_foreignKeys[mid] < k)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
+        int lo = LowerBound<nuint>(s_foreignKeys, ~v);
         return lo < s_foreignKeys.Length && v - ~s_foreignRecords[lo].Key < s_foreignRecords[lo].Size ? lo : -1;
     }
 
