@@ -104,6 +104,55 @@ public unsafe class ProcessRootsInternalsTests
         public nint Read(nuint addressComplement, byte* buffer, nuint length) => -1;
     }
 
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern int mprotect(nint addr, nuint length, int prot);
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern int munmap(nint addr, nuint length);
+
+    /// <summary>The real view, except that one mapping is made inaccessible right after the mappings are listed: the
+    /// race of another thread protecting or unmapping memory mid-scan, made certain.</summary>
+    private sealed class VanishingProcessMemory(nint victim, nuint length) : IProcessMemory
+    {
+        private readonly LinuxProcessMemory _real = new();
+        public bool IsSupported => true;
+        public List<ProcessMapping> WritableMappings()
+        {
+            List<ProcessMapping> maps = _real.WritableMappings();
+            mprotect(victim, length, 0);
+            return maps;
+        }
+        public List<ThreadStack> Threads() => _real.Threads();
+        public nint Read(nuint addressComplement, byte* buffer, nuint length) => _real.Read(addressComplement, buffer, length);
+    }
+
+    [Fact]
+    public void Memory_protected_after_it_was_listed_is_skipped_and_counted_not_a_fault()
+    {
+        const nuint length = 256 << 10;
+        nint victim = mmap(0, length, 3, 0x22, -1, 0);
+        Assert.NotEqual(-1, victim);
+        new Span<byte>((void*)victim, (int)length).Fill(0x5a);
+        OsPages.OverrideProcess(new VanishingProcessMemory(victim, length));
+        try
+        {
+            Kmemleak.Write("process=on");
+            LeakScanResult r = Kmemleak.Scan();
+            Assert.True(r.Stats.ProcessRoots);
+            Assert.True(r.Stats.ProcessRootBytesUnreadable >= (long)length, $"{r.Stats.ProcessRootBytesUnreadable} bytes skipped");
+            Assert.True(r.Stats.ProcessRootBytes > 1 << 20);
+        }
+        finally
+        {
+            OsPages.OverrideProcess(null);
+            munmap(victim, length);
+            Leaks.Reset();
+        }
+    }
+
     [Fact]
     public void When_the_process_cannot_be_read_the_scan_says_why_and_uses_registered_roots()
     {

@@ -433,6 +433,7 @@ public static unsafe class Kmemleak
                 GcTime = gcTime,
                 ProcessRoots = outcome.ProcessRootsRead,
                 ProcessRootBytes = outcome.ProcessRootBytes,
+                ProcessRootBytesUnreadable = outcome.ProcessRootBytesUnreadable,
                 ProcessRootRanges = outcome.ProcessRootRanges,
                 ProcessRootTime = outcome.ProcessRootTime,
                 MarkTime = outcome.MarkTime,

@@ -59,6 +59,9 @@ public sealed record LeakScanStats(long Objects, long BytesScanned, TimeSpan Dur
     public bool ProcessRoots { get; init; }
     /// <summary>Bytes of process memory read as roots, over all marking passes.</summary>
     public long ProcessRootBytes { get; init; }
+    /// <summary>Bytes listed as roots that could not be read when the scan got to them (another thread unmapped or
+    /// protected them meanwhile): skipped, never a fault.</summary>
+    public long ProcessRootBytesUnreadable { get; init; }
     /// <summary>Root ranges in the first pass (mappings less Kmem's own memory and dead stack).</summary>
     public int ProcessRootRanges { get; init; }
     /// <summary>Time reading and filtering the process roots, over all passes.</summary>

@@ -44,6 +44,7 @@ internal sealed class ScanOutcome
     public required long BytesScanned;
     public required TimeSpan Duration;
     public required long ProcessRootBytes;             // read from the process's memory, all passes
+    public required long ProcessRootBytesUnreadable;   // listed as roots but unreadable when read (unmapped meanwhile)
     public required int ProcessRootRanges;             // in the first pass
     public required TimeSpan ProcessRootTime;
     public required TimeSpan MarkTime;
@@ -83,7 +84,7 @@ internal static unsafe class LeakScanner
     private static nuint s_physMinC = ~(nuint)0, s_physSpanC = ~(nuint)0;
     private static long s_bytesScanned;
     private static RootOptions s_roots;
-    private static long s_rootBytes, s_rootTicks, s_markTicks;
+    private static long s_rootBytes, s_rootSkipped, s_rootTicks, s_markTicks;
     private static int s_rootRanges, s_passes;
     private static readonly List<ulong> s_rootWords = new(); // ~word, from the process roots
     private static string? s_rootsFailed;
@@ -128,7 +129,7 @@ internal static unsafe class LeakScanner
         long t0 = Stopwatch.GetTimestamp();
         s_bytesScanned = 0;
         s_roots = roots;
-        s_rootBytes = s_rootTicks = s_markTicks = 0;
+        s_rootBytes = s_rootSkipped = s_rootTicks = s_markTicks = 0;
         s_rootRanges = -1;
         s_passes = 0;
         s_rootsFailed = null;
@@ -222,6 +223,7 @@ internal static unsafe class LeakScanner
             BytesScanned = s_bytesScanned,
             Duration = Stopwatch.GetElapsedTime(t0, tEnd),
             ProcessRootBytes = s_rootBytes,
+            ProcessRootBytesUnreadable = s_rootSkipped,
             ProcessRootRanges = Math.Max(0, s_rootRanges),
             ProcessRootsRead = s_roots.Process,
             ProcessRootsFailure = s_rootsFailed,
@@ -530,7 +532,8 @@ internal static unsafe class LeakScanner
             if (s_rootRanges < 0)
                 s_rootRanges = ranges.Count;
             var filter = new WordFilter((nuint)KmemMap.Base, KmemMap.Size, ~s_foreignMinC, ~s_foreignSpanC, ~s_physMinC, ~s_physSpanC);
-            bytes = RootReader.Read(process, ranges, filter, s_rootWords);
+            (bytes, long skipped) = RootReader.Read(process, ranges, filter, s_rootWords);
+            s_rootSkipped += skipped;
             if (bytes == 0 && ranges.Count > 0)
                 throw new IOException("no byte of the process could be read (process_vm_readv and /proc/self/mem refused)");
         }

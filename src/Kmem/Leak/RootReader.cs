@@ -27,6 +27,7 @@ internal static unsafe class RootReader
         public byte* Buffer;
         public readonly List<ulong> Found = new();   // ~word
         public long Bytes;
+        public long Skipped;                        // bytes that could not be read (unmapped or protected meanwhile)
         public int Tid;
         public nuint StackComplement;
         public readonly AutoResetEvent Go = new(false);
@@ -54,15 +55,15 @@ internal static unsafe class RootReader
     }
 
     /// <summary>Reads <paramref name="roots"/> and adds every word that passes <paramref name="filter"/> (complemented) to
-    /// <paramref name="found"/>. Returns the bytes read. Called under the scan lock.</summary>
-    public static long Read(IProcessMemory process, List<RootRange> roots, WordFilter filter, List<ulong> found)
+    /// <paramref name="found"/>. Returns the bytes read and the bytes that could not be read. Called under the scan lock.</summary>
+    public static (long Bytes, long Skipped) Read(IProcessMemory process, List<RootRange> roots, WordFilter filter, List<ulong> found)
     {
         EnsureWorkers();
         s_caller ??= NewWorker();
         foreach (Worker w in s_workers.Append(s_caller))
         {
             w.Found.Clear(); // also after a failed read
-            w.Bytes = 0;
+            w.Bytes = w.Skipped = 0;
         }
         var chunks = new List<RootRange>(roots.Count * 2);
         foreach (RootRange r in roots)
@@ -88,19 +89,17 @@ internal static unsafe class RootReader
         s_done = null;
         if (Interlocked.Exchange(ref s_failure, null) is { } failure)
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
-        long bytes = s_caller.Bytes;
-        found.AddRange(s_caller.Found);
-        s_caller.Found.Clear();
-        s_caller.Bytes = 0;
-        foreach (Worker w in s_workers)
+        long bytes = 0, skipped = 0;
+        foreach (Worker w in s_workers.Append(s_caller))
         {
             found.AddRange(w.Found);
             w.Found.Clear();
             bytes += w.Bytes;
-            w.Bytes = 0;
+            skipped += w.Skipped;
+            w.Bytes = w.Skipped = 0;
         }
         s_chunks = Array.Empty<RootRange>();
-        return bytes;
+        return (bytes, skipped);
     }
 
     private static void EnsureWorkers()
@@ -188,6 +187,7 @@ internal static unsafe class RootReader
                     // Unreadable here (unmapped or protected meanwhile): skip to the next page.
                     nuint at = ~c;
                     advance = Math.Min(left, ((at + page) & ~(page - 1)) - at);
+                    w.Skipped += (long)advance;
                 }
                 else
                 {
@@ -282,6 +282,30 @@ internal static unsafe class RootReader
                 if (hit == Vector256<ulong>.Zero)
                     continue;
                 for (nuint j = i; j < i + 16; j++)
+                {
+                    ulong v = p[j];
+                    if (v - kb < ks || v - fb < fs || v - pb < ps)
+                        found.Add(~v);
+                }
+            }
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            // arm64 (and x64 without AVX2): the same check two words at a time.
+            Vector128<ulong> vkb = Vector128.Create(kb), vks = Vector128.Create(ks), vfb = Vector128.Create(fb),
+                vfs = Vector128.Create(fs), vpb = Vector128.Create(pb), vps = Vector128.Create(ps);
+            for (; i + 8 <= words; i += 8)
+            {
+                Vector128<ulong> a = Vector128.Load(p + i), b = Vector128.Load(p + i + 2),
+                    c = Vector128.Load(p + i + 4), d = Vector128.Load(p + i + 6);
+                Vector128<ulong> hit =
+                    Vector128.LessThan(a - vkb, vks) | Vector128.LessThan(a - vfb, vfs) | Vector128.LessThan(a - vpb, vps)
+                    | Vector128.LessThan(b - vkb, vks) | Vector128.LessThan(b - vfb, vfs) | Vector128.LessThan(b - vpb, vps)
+                    | Vector128.LessThan(c - vkb, vks) | Vector128.LessThan(c - vfb, vfs) | Vector128.LessThan(c - vpb, vps)
+                    | Vector128.LessThan(d - vkb, vks) | Vector128.LessThan(d - vfb, vfs) | Vector128.LessThan(d - vpb, vps);
+                if (hit == Vector128<ulong>.Zero)
+                    continue;
+                for (nuint j = i; j < i + 8; j++)
                 {
                     ulong v = p[j];
                     if (v - kb < ks || v - fb < fs || v - pb < ps)
