@@ -444,8 +444,8 @@ public static unsafe class Kmemleak
     }
 
     /// <summary>Where the process roots hold a reference into the object at <paramref name="ptr"/> right now: each location
-    /// with the mapping it lies in, as /proc/self/maps names it. For "why is this not reported?" questions.</summary>
-    /// (The caller's own copy of the pointer, if it keeps one, is listed too.)
+    /// with the mapping it lies in, as /proc/self/maps names it, and for a stack the thread. For "why is this not
+    /// reported?" questions. The caller's own copy of the pointer, if it keeps one, is listed too.</summary>
     public static IReadOnlyList<string> FindRootReferences(void* ptr) => FindRootReferencesOf(~(nuint)ptr);
 
     [MethodImpl(MethodImplOptions.NoInlining)] // like Scan: the frame that marks where the detector's stack begins

@@ -36,18 +36,18 @@ internal static class ProcessRoots
         {
             nuint spc = t.Tid == ownTid ? ownStackPointerComplement : t.StackPointerComplement;
             bool whole = !stacks;
-            if (spc == 0 && known.TryGetValue(t.Tid, out nuint seenC))
-            {
-                if (!whole)
-                    continue; // stack=on: its live part is unknown, so all of it is read
-                spc = seenC;
-            }
             foreach ((int tid, nuint stackC) in excludedThreads)
                 if (tid == t.Tid)
                 {
                     spc = stackC;
                     whole = true;
                 }
+            if (spc == 0 && known.TryGetValue(t.Tid, out nuint seenC))
+            {
+                if (!whole)
+                    continue; // stack=on: its live part is unknown, so all of it is read
+                spc = seenC;
+            }
             if (spc == 0)
                 continue; // running when asked: its stack is scanned whole, as data
             int m = Containing(maps, spc);
