@@ -48,10 +48,10 @@ public unsafe class MetadataTests
     {
         for (int c = 0; c < SizeClasses.Count; c++)
         {
-            // Owner, context, stamp, checksum and leak state per block; the tables are committed per slab.
-            Assert.True(SlabMeta.BytesPerBlock <= 16);
+            // Owner, context, stamp, checksum and leak state per block, and the scan's three bits; committed per slab.
+            Assert.True(SlabMeta.BytesPerBlock + SlabMeta.ScanBitsPerBlock / 8.0 <= 16);
             // With the slab's page-map entry shared out, small blocks stay within 16 bytes too.
-            double perBlock = SlabMeta.BytesPerBlock + 16.0 / SizeClasses.BlocksPerSlab(c);
+            double perBlock = SlabMeta.BytesPerBlock + SlabMeta.ScanBitsPerBlock / 8.0 + 16.0 / SizeClasses.BlocksPerSlab(c);
             if (SizeClasses.SizeOf(c) <= 4096)
                 Assert.True(perBlock <= 16, $"class {SizeClasses.SizeOf(c)}: {perBlock} bytes per block");
         }

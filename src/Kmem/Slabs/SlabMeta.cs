@@ -19,12 +19,15 @@ internal static unsafe class SlabMeta
     private const int StampsOffset = 0x1A3C0;                     // uint[MaxBlocks]
     private const int CrcsOffset = 0x2B700;                       // uint[MaxBlocks]
     private const int LeakOffset = 0x3C880;                       // byte[MaxBlocks]
-    private const int BitmapsOffset = 0x40A00;                    // ulong[3][MaxBlocks / 64]: the scanner's bitmaps
+    private const int BitmapsOffset = 0x40A00;                    // ulong[ScanBitsPerBlock][MaxBlocks / 64]: the scanner's bitmaps
     private const int BitmapBytes = MaxBlocks / 8;
     public const int Stride = 0x43000;                            // 268 KiB of address space, committed per slab
 
     /// <summary>Side-table bytes per block.</summary>
     public const int BytesPerBlock = sizeof(ushort) + 3 * sizeof(uint) + sizeof(byte);
+
+    /// <summary>The leak scanner's bits per block (gray, white, white again).</summary>
+    public const int ScanBitsPerBlock = 3;
 
     private static byte* s_region;
     private static IPageProvider s_pages = null!;
@@ -57,7 +60,7 @@ internal static unsafe class SlabMeta
     }
 
     /// <summary>Commits the leak scanner's three bitmaps of a slab; false when the OS refuses.</summary>
-    public static bool CommitBitmaps(uint unit) => CommitRange(Of(unit) + BitmapsOffset, 3 * BitmapBytes);
+    public static bool CommitBitmaps(uint unit) => CommitRange(Of(unit) + BitmapsOffset, ScanBitsPerBlock * BitmapBytes);
 
     /// <summary>One of the leak scanner's bitmaps (0 gray, 1 white, 2 white again): a bit per block.</summary>
     public static ulong* Bitmap(byte* meta, int which) => (ulong*)(meta + BitmapsOffset + which * BitmapBytes);
