@@ -3,7 +3,7 @@
 // check; the work is split into chunks shared by the calling thread and dedicated workers (one per extra core). What
 // is kept is complemented, and the buffers are Kmem's own memory, so nothing here is later mistaken for a reference.
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
+using System.Numerics;
 using Kmem.Pages;
 using Kmem.Platform;
 
@@ -266,46 +266,23 @@ internal static unsafe class RootReader
     {
         ulong kb = ~f.KmemBaseC, ks = f.KmemSize, fb = ~f.ForeignMinC, fs = ~f.ForeignSpanC, pb = ~f.PhysMinC, ps = ~f.PhysSpanC;
         nuint i = 0;
-        if (Vector256.IsHardwareAccelerated)
+        if (Vector.IsHardwareAccelerated)
         {
-            Vector256<ulong> vkb = Vector256.Create(kb), vks = Vector256.Create(ks), vfb = Vector256.Create(fb),
-                vfs = Vector256.Create(fs), vpb = Vector256.Create(pb), vps = Vector256.Create(ps);
-            for (; i + 16 <= words; i += 16)
+            // Four vectors at a time (Vector256 on x64 with AVX2, Vector128 on arm64): one test per 4 × Count words.
+            int n = Vector<ulong>.Count;
+            Vector<ulong> vkb = new(kb), vks = new(ks), vfb = new(fb), vfs = new(fs), vpb = new(pb), vps = new(ps);
+            for (; i + (nuint)(4 * n) <= words; i += (nuint)(4 * n))
             {
-                Vector256<ulong> a = Vector256.Load(p + i), b = Vector256.Load(p + i + 4),
-                    c = Vector256.Load(p + i + 8), d = Vector256.Load(p + i + 12);
-                Vector256<ulong> hit =
-                    Vector256.LessThan(a - vkb, vks) | Vector256.LessThan(a - vfb, vfs) | Vector256.LessThan(a - vpb, vps)
-                    | Vector256.LessThan(b - vkb, vks) | Vector256.LessThan(b - vfb, vfs) | Vector256.LessThan(b - vpb, vps)
-                    | Vector256.LessThan(c - vkb, vks) | Vector256.LessThan(c - vfb, vfs) | Vector256.LessThan(c - vpb, vps)
-                    | Vector256.LessThan(d - vkb, vks) | Vector256.LessThan(d - vfb, vfs) | Vector256.LessThan(d - vpb, vps);
-                if (hit == Vector256<ulong>.Zero)
+                Vector<ulong> a = Vector.Load(p + i), b = Vector.Load(p + i + n), c = Vector.Load(p + i + 2 * n),
+                    d = Vector.Load(p + i + 3 * n);
+                Vector<ulong> hit =
+                    Vector.LessThan(a - vkb, vks) | Vector.LessThan(a - vfb, vfs) | Vector.LessThan(a - vpb, vps)
+                    | Vector.LessThan(b - vkb, vks) | Vector.LessThan(b - vfb, vfs) | Vector.LessThan(b - vpb, vps)
+                    | Vector.LessThan(c - vkb, vks) | Vector.LessThan(c - vfb, vfs) | Vector.LessThan(c - vpb, vps)
+                    | Vector.LessThan(d - vkb, vks) | Vector.LessThan(d - vfb, vfs) | Vector.LessThan(d - vpb, vps);
+                if (hit == Vector<ulong>.Zero)
                     continue;
-                for (nuint j = i; j < i + 16; j++)
-                {
-                    ulong v = p[j];
-                    if (v - kb < ks || v - fb < fs || v - pb < ps)
-                        found.Add(~v);
-                }
-            }
-        }
-        else if (Vector128.IsHardwareAccelerated)
-        {
-            // arm64 (and x64 without AVX2): the same check two words at a time.
-            Vector128<ulong> vkb = Vector128.Create(kb), vks = Vector128.Create(ks), vfb = Vector128.Create(fb),
-                vfs = Vector128.Create(fs), vpb = Vector128.Create(pb), vps = Vector128.Create(ps);
-            for (; i + 8 <= words; i += 8)
-            {
-                Vector128<ulong> a = Vector128.Load(p + i), b = Vector128.Load(p + i + 2),
-                    c = Vector128.Load(p + i + 4), d = Vector128.Load(p + i + 6);
-                Vector128<ulong> hit =
-                    Vector128.LessThan(a - vkb, vks) | Vector128.LessThan(a - vfb, vfs) | Vector128.LessThan(a - vpb, vps)
-                    | Vector128.LessThan(b - vkb, vks) | Vector128.LessThan(b - vfb, vfs) | Vector128.LessThan(b - vpb, vps)
-                    | Vector128.LessThan(c - vkb, vks) | Vector128.LessThan(c - vfb, vfs) | Vector128.LessThan(c - vpb, vps)
-                    | Vector128.LessThan(d - vkb, vks) | Vector128.LessThan(d - vfb, vfs) | Vector128.LessThan(d - vpb, vps);
-                if (hit == Vector128<ulong>.Zero)
-                    continue;
-                for (nuint j = i; j < i + 8; j++)
+                for (nuint j = i; j < i + (nuint)(4 * n); j++)
                 {
                     ulong v = p[j];
                     if (v - kb < ks || v - fb < fs || v - pb < ps)
