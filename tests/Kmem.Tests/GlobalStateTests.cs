@@ -76,6 +76,27 @@ public unsafe class GlobalStateTests
     }
 
     [Fact]
+    public void A_large_block_freed_twice_after_its_units_could_have_been_reused_still_panics()
+    {
+        // Freed runs wait FIFO before reuse: blocks allocated in between (large ones, and slabs carved from new units)
+        // do not take the freed units, so the second free still finds them released.
+        var type = Types.New();
+        void* big = Heap.Malloc(300_000, type);
+        Heap.Free(big, type);
+        var others = new List<nint>();
+        for (int i = 0; i < 8; i++)
+            others.Add((nint)Heap.Malloc(300_000, type));
+        for (int i = 0; i < 2000; i++)
+            others.Add((nint)Heap.Malloc((nuint)(1000 + i % 7 * 2000), type)); // new slabs of several classes
+        foreach (nint o in others)
+            Assert.False(o >= (nint)big && o < (nint)big + 300_000, "a freed run was reused at once");
+        PanicAssert.Panics("free: duplicated free", () => Heap.Free(big, type));
+        foreach (nint o in others)
+            Heap.Free((void*)o, type);
+        Assert.Equal(0, type.GetStats().InUse);
+    }
+
+    [Fact]
     public void Panic_mode_is_validated()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => KmemOptions.Panic = (PanicMode)7);

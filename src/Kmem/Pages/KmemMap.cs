@@ -27,6 +27,11 @@ internal static unsafe class KmemMap
 
     // Unit allocator (guarded by s_lock): free runs of unit numbers, first fit, so the map fills from its start.
     private static FreeRuns s_runs = new(0);
+    // Freed runs wait here, first in first out, before they can be handed out again (NetBSD appends freed items at the
+    // tail for the same reason): a second free of a large block or vmalloc area finds its units still Released and
+    // panics, instead of freeing whatever reused them. Flushed at once when the map would otherwise be full.
+    private const int DelayedRuns = 32;
+    private static readonly Queue<(uint Unit, uint Count)> s_delayed = new();
     private static long s_committedBytes;
 
     /// <summary>Held while pages are returned to the OS, and by the leak scanner while it reads a block that could be
@@ -94,6 +99,12 @@ internal static unsafe class KmemMap
         lock (s_lock)
         {
             unit = s_runs.Take(count);
+            if (unit < 0 && s_delayed.Count > 0)
+            {
+                while (s_delayed.TryDequeue(out (uint Unit, uint Count) run))
+                    s_runs.Put(run.Unit, run.Count);
+                unit = s_runs.Take(count);
+            }
             if (unit < 0)
                 return -1;
         }
@@ -114,6 +125,13 @@ internal static unsafe class KmemMap
             s_pages.Decommit((nint)(UnitAddress(unit) + commitOffset), committedBytes);
         Interlocked.Add(ref s_committedBytes, -(long)committedBytes);
         lock (s_lock)
-            s_runs.Put(unit, count);
+        {
+            s_delayed.Enqueue((unit, count));
+            if (s_delayed.Count > DelayedRuns)
+            {
+                (uint oldest, uint oldestCount) = s_delayed.Dequeue();
+                s_runs.Put(oldest, oldestCount);
+            }
+        }
     }
 }
