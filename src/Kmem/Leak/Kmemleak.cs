@@ -468,22 +468,27 @@ public static unsafe class Kmemleak
             found = RootReader.Locate(process, roots, startC, size);
         }
         var maps = File.Exists("/proc/self/maps") ? File.ReadAllLines("/proc/self/maps") : Array.Empty<string>();
-        List<Platform.ThreadStack> threads = process.Threads();
+        // Each thread whose stack pointer is known, with the mapping that holds it.
+        int ownTid = Platform.OsPages.Provider.CurrentThreadId();
+        var stacks = new List<(int Tid, nuint Sp, string Mapping)>();
+        foreach (Platform.ThreadStack t in process.Threads())
+        {
+            nuint sp = t.Tid == ownTid ? ~markerC : ~t.StackPointerComplement;
+            if (t.Tid == ownTid || t.StackPointerComplement != 0)
+                stacks.Add((t.Tid, sp, MappingOf(maps, sp)));
+        }
         var result = new List<string>();
         foreach (nuint c in found)
         {
             nuint at = ~c;
             string name = MappingOf(maps, at);
             string stack = "";
-            foreach (Platform.ThreadStack t in threads)
+            foreach ((int tid, nuint sp, string mapping) in stacks)
             {
-                nuint sp = t.Tid == Platform.OsPages.Provider.CurrentThreadId() ? ~markerC : ~t.StackPointerComplement;
-                if (t.StackPointerComplement == 0 && t.Tid != Platform.OsPages.Provider.CurrentThreadId())
-                    continue;
-                if (MappingOf(maps, sp) == name && name != "?")
+                if (mapping == name && name != "?")
                 {
-                    string comm = File.Exists($"/proc/self/task/{t.Tid}/comm") ? File.ReadAllText($"/proc/self/task/{t.Tid}/comm").Trim() : "";
-                    stack = $" (the stack of thread {t.Tid} \"{comm}\", {(at >= sp ? "live" : "dead")} part)";
+                    string comm = File.Exists($"/proc/self/task/{tid}/comm") ? File.ReadAllText($"/proc/self/task/{tid}/comm").Trim() : "";
+                    stack = $" (the stack of thread {tid} \"{comm}\", {(at >= sp ? "live" : "dead")} part)";
                 }
             }
             result.Add($"0x{at:x} in {name}{stack}");

@@ -46,7 +46,7 @@ internal static unsafe class LeakReportFormatter
             byte* from = r.Kind == RecordKind.Phys ? (byte*)Heap.PhysToVirt(~r.Key) : AddressOf(u);
             if (from == null)
                 return false;
-            if (r.Kind == RecordKind.Foreign && Platform.OsPages.Process.IsSupported)
+            if (r.Kind == RecordKind.Foreign && RootReader.CanCopy(Platform.OsPages.Process)) // as the scan reads it
                 return Platform.OsPages.Process.Read(~(nuint)from, buffer, (nuint)n) == n;
             Buffer.MemoryCopy(from, buffer, n, n);
             return true;

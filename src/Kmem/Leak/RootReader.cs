@@ -59,8 +59,8 @@ internal static unsafe class RootReader
     public static (long Bytes, long Skipped) Read(IProcessMemory process, List<RootRange> roots, WordFilter filter, List<ulong> found)
     {
         EnsureWorkers();
-        s_caller ??= NewWorker();
-        foreach (Worker w in s_workers.Append(s_caller))
+        Worker caller = Caller();
+        foreach (Worker w in s_workers.Append(caller))
         {
             w.Found.Clear(); // also after a failed read
             w.Bytes = w.Skipped = 0;
@@ -79,7 +79,7 @@ internal static unsafe class RootReader
                 w.Go.Set();
             try
             {
-                Work(s_caller);
+                Work(caller);
             }
             finally
             {
@@ -90,13 +90,12 @@ internal static unsafe class RootReader
         if (Interlocked.Exchange(ref s_failure, null) is { } failure)
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         long bytes = 0, skipped = 0;
-        foreach (Worker w in s_workers.Append(s_caller))
+        foreach (Worker w in s_workers.Append(caller))
         {
             found.AddRange(w.Found);
             w.Found.Clear();
             bytes += w.Bytes;
             skipped += w.Skipped;
-            w.Bytes = w.Skipped = 0;
         }
         s_chunks = Array.Empty<RootRange>();
         return (bytes, skipped);
@@ -130,6 +129,9 @@ internal static unsafe class RootReader
             s_workers = workers.ToArray();
         }
     }
+
+    // The scanning thread's own buffer (it reads its share of the roots, foreign objects and diagnostics with it).
+    private static Worker Caller() => s_caller ??= NewWorker();
 
     private static Worker NewWorker()
     {
@@ -170,35 +172,48 @@ internal static unsafe class RootReader
     private static void Work(Worker w)
     {
         WordFilter f = s_filter;
-        nuint page = (nuint)Environment.SystemPageSize;
         while (true)
         {
             int i = Interlocked.Increment(ref s_nextChunk);
             if (i >= s_chunks.Length)
                 return;
-            nuint c = s_chunks[i].StartComplement, left = s_chunks[i].Length;
-            while (left > 0)
+            w.Skipped += ReadRange(s_process, s_chunks[i], w.Buffer, (_, got) =>
             {
-                nuint want = Math.Min(left, BufferBytes);
-                nint got = s_process.Read(c, w.Buffer, want);
-                nuint advance;
-                if (got <= 0)
-                {
-                    // Unreadable here (unmapped or protected meanwhile): skip to the next page.
-                    nuint at = ~c;
-                    advance = Math.Min(left, ((at + page) & ~(page - 1)) - at);
-                    w.Skipped += (long)advance;
-                }
-                else
-                {
-                    advance = (nuint)got;
-                    w.Bytes += got;
-                    Filter((ulong*)w.Buffer, (nuint)got / 8, f, w.Found);
-                }
-                c = ~(~c + advance);
-                left -= advance;
-            }
+                w.Bytes += (long)got;
+                Filter((ulong*)w.Buffer, got / 8, f, w.Found);
+            });
         }
+    }
+
+    private delegate void CopyVisitor(nuint atComplement, nuint bytes);
+
+    /// <summary>Reads <paramref name="range"/> into <paramref name="buffer"/> a buffer at a time and calls
+    /// <paramref name="visit"/> with where each copy came from and its length; what cannot be read (unmapped or protected
+    /// meanwhile) is skipped a page at a time. Returns the bytes skipped.</summary>
+    private static long ReadRange(IProcessMemory process, RootRange range, byte* buffer, CopyVisitor visit)
+    {
+        nuint page = (nuint)Environment.SystemPageSize;
+        nuint c = range.StartComplement, left = range.Length;
+        long skipped = 0;
+        while (left > 0)
+        {
+            nint got = process.Read(c, buffer, Math.Min(left, BufferBytes));
+            nuint advance;
+            if (got <= 0)
+            {
+                nuint at = ~c;
+                advance = Math.Min(left, ((at + page) & ~(page - 1)) - at);
+                skipped += (long)advance;
+            }
+            else
+            {
+                advance = (nuint)got;
+                visit(c, advance);
+            }
+            c = ~(~c + advance);
+            left -= advance;
+        }
+        return skipped;
     }
 
     /// <summary>Whether the fault-free copy works here: reads a word of this thread's stack through it.</summary>
@@ -215,19 +230,18 @@ internal static unsafe class RootReader
     /// cannot be read ends the visit. Called under the scan lock, never while roots are being read.</summary>
     internal static void Copy(IProcessMemory process, nuint startC, nuint length, LeakScanner.RangeVisitor visit)
     {
-        EnsureWorkers();
-        s_caller ??= NewWorker();
+        byte* buffer = Caller().Buffer;
         nuint start = ~startC, end = start + length;
         nuint at = start & ~(nuint)7;
         while (at < end)
         {
             nuint want = Math.Min(end - at, BufferBytes);
-            nint got = process.Read(~at, s_caller.Buffer, want);
+            nint got = process.Read(~at, buffer, want);
             if (got <= 0)
                 return;
             nuint skip = at < start ? start - at : 0;
             if ((nuint)got > skip)
-                visit(s_caller.Buffer + skip, (nuint)got - skip);
+                visit(buffer + skip, (nuint)got - skip);
             if ((nuint)got < want)
                 return;
             at += want;
@@ -238,24 +252,16 @@ internal static unsafe class RootReader
     /// (a diagnostic: why is this object referenced?).</summary>
     internal static List<nuint> Locate(IProcessMemory process, List<RootRange> roots, nuint targetC, nuint length)
     {
-        EnsureWorkers();
-        s_caller ??= NewWorker();
+        byte* buffer = Caller().Buffer;
         var where = new List<nuint>();
-        nuint page = (nuint)Environment.SystemPageSize;
         foreach (RootRange r in roots)
         {
-            nuint c = r.StartComplement, left = r.Length;
-            while (left > 0)
+            ReadRange(process, r, buffer, (atC, got) =>
             {
-                nuint want = Math.Min(left, BufferBytes);
-                nint got = process.Read(c, s_caller.Buffer, want);
-                nuint advance = got <= 0 ? Math.Min(left, ((~c + page) & ~(page - 1)) - ~c) : (nuint)got;
-                for (nuint k = 0; got > 0 && k + 8 <= (nuint)got; k += 8)
-                    if (*(nuint*)(s_caller.Buffer + k) - ~targetC < length)
-                        where.Add(~(~c + k));
-                c = ~(~c + advance);
-                left -= advance;
-            }
+                for (nuint k = 0; k + 8 <= got; k += 8)
+                    if (*(nuint*)(buffer + k) - ~targetC < length)
+                        where.Add(~(~atC + k));
+            });
         }
         return where;
     }
