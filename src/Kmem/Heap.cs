@@ -4,6 +4,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Kmem.Caches;
+using Kmem.Checks;
 using Kmem.Diagnostics;
 using Kmem.Leak;
 using Kmem.Pages;
@@ -30,6 +31,8 @@ public static unsafe partial class Heap
     {
         CheckMalloc(type, flags);
         uint site = CallSites.Intern(member, file, line);
+        if (CheckSwitch.Active)
+            return DiagnosticMalloc(size, type, flags, site);
         return size <= SizeClasses.MaxSmall ? AllocSmall(size, type, flags, site) : AllocLarge(size, type, flags, site);
     }
 
@@ -49,13 +52,13 @@ public static unsafe partial class Heap
             return null;
         }
         CheckMalloc(type, flags);
-        Block b = Locate((byte*)addr, type, "realloc");
-        if (newSize <= b.Size)
+        nuint usable = UsableSize((byte*)addr, type);
+        if (newSize <= usable)
             return addr;
         void* moved = Malloc(newSize, type, flags, member, file, line);
         if (moved == null)
             return null;
-        Buffer.MemoryCopy(addr, moved, b.Size, b.Size);
+        Buffer.MemoryCopy(addr, moved, usable, usable);
         Free(addr, type, member, file, line);
         return moved;
     }
@@ -65,9 +68,14 @@ public static unsafe partial class Heap
     public static void Free(void* addr, MallocType type,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
-        // Fast path: a live block in a slab, freed under its own type. Anything else takes the checked path below,
-        // which panics with the precise reason.
+        // Fast path: a live block in a slab, freed under its own type, with no check switched on. Anything else takes
+        // the checked path, which panics with the precise reason.
         byte* p = (byte*)addr;
+        if (CheckSwitch.Active)
+        {
+            FreeSlow(p, type, member, file, line);
+            return;
+        }
         nuint off = (nuint)(p - KmemMap.Base);
         if (off < KmemMap.Size && type is not null)
         {
@@ -87,22 +95,7 @@ public static unsafe partial class Heap
                 }
             }
         }
-        FreeChecked(p, type);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void FreeChecked(byte* p, MallocType? type)
-    {
-        Block b = Locate(p, type, "free");
-        if (b.Class >= 0)
-        {
-            SlabMeta.Owner(b.Meta, b.Slot) = 0;
-            FreeSmall(p, b.Class, SizeClasses.Info(b.Class), type);
-        }
-        else
-        {
-            FreeLarge(b, type);
-        }
+        FreeSlow(p, type, member, file, line);
     }
 
     /// <summary>malloc_roundup: the size of the block a request of <paramref name="size"/> bytes gets.</summary>
@@ -278,13 +271,18 @@ public static unsafe partial class Heap
             uint size = SizeClasses.SizeOf(cls);
             nuint inUnit = off & KmemMap.UnitMask;
             uint slot = SizeClasses.SlotOf(cls, inUnit);
-            if ((nuint)slot * size != inUnit || slot >= SizeClasses.BlocksPerSlab(cls))
+            if (slot >= SizeClasses.BlocksPerSlab(cls))
                 Unaligned(op, p, size, type, size - 1);
+            // A block starts at its slot's first byte; a redzoned block (owner flag) is freed by the address after
+            // its front zone. A free block met at either offset was most likely freed already.
+            nuint delta = inUnit - (nuint)slot * size;
             byte* meta = SlabMeta.Of(unit);
             ushort owner = SlabMeta.Owner(meta, slot);
-            if (owner == 0)
+            if (owner == 0 && delta is 0 or Redzones.Front)
                 NotAllocated(op, p, ClassDepot.All[cls].WasCarved(unit, slot));
-            CheckOwner(op, p, owner, type);
+            if (delta != (nuint)((owner & Redzones.OwnerFlag) != 0 ? Redzones.Front : 0))
+                Unaligned(op, p, size, type, size - 1);
+            CheckOwner(op, p, (ushort)(owner & Redzones.TypeMask), type);
             return new Block(cls, meta, slot, e, unit, size);
         }
         if (e->Kind == UnitKind.Released)
@@ -324,6 +322,7 @@ public static unsafe partial class Heap
         if (!wasFreed)
             Panic.Raise($"{op}: addr {Panic.Addr(p)} was never allocated by malloc");
         KmemDiagnostics.Publish(KmemMessageKind.Warning, $"multiply freed item {Panic.Addr(p)}");
+        PrintLog(p);
         Panic.Raise($"{op}: duplicated free");
     }
 

@@ -1,4 +1,6 @@
-// KmemOptions.cs — process-wide settings: panic policy and the size of kmem_map. Read from the environment at start.
+// KmemOptions.cs — process-wide settings: panic policy, the size of kmem_map, the smallest bucket and DIAGNOSTIC mode
+// (poisoning, redzones, quarantine, guard pages, the allocation log). Read from the environment at start.
+using Kmem.Checks;
 using Kmem.Pages;
 
 namespace Kmem;
@@ -12,14 +14,132 @@ public enum PanicMode
     FailFast,
 }
 
+/// <summary>How much of a freed block DIAGNOSTIC mode fills with the 0xdeadbeef pattern.</summary>
+public enum PoisonExtent
+{
+    /// <summary>The first 32 bytes (NetBSD's default: cheap, catches most writes through stale pointers).</summary>
+    FirstWords,
+    /// <summary>The whole block (NetBSD's <c>options DEBUG</c>): every write after free is caught.</summary>
+    Full,
+}
+
 /// <summary>
 /// Process-wide Kmem settings. Environment variables give the starting values: <c>KMEM_PANIC=failfast|throw</c>,
-/// <c>KMEM_MAP_SIZE=&lt;bytes&gt;[K|M|G]</c>.
+/// <c>KMEM_MAP_SIZE=&lt;bytes&gt;[K|M|G]</c>, <c>KMEM_MINBUCKET=&lt;shift&gt;</c>, and for DIAGNOSTIC mode
+/// <c>KMEM_DIAGNOSTIC=1|full|0</c>, <c>KMEM_REDZONES=0|1</c>, <c>KMEM_QUARANTINE=&lt;blocks&gt;</c>,
+/// <c>KMEM_MALLOCLOG=&lt;entries&gt;</c> and <c>KMEM_GUARD=&lt;type&gt;|*[:&lt;min&gt;-&lt;max&gt;]</c>.
 /// </summary>
 public static class KmemOptions
 {
     private static PanicMode s_panic = ParsePanic(Environment.GetEnvironmentVariable("KMEM_PANIC"));
     private static ulong s_mapSize = ParseSize(Environment.GetEnvironmentVariable("KMEM_MAP_SIZE"));
+    private static int s_minBucket = ParseInt(Environment.GetEnvironmentVariable("KMEM_MINBUCKET"), SizeClassesMinShift, 0, 31);
+
+    /// <summary>log2 of the smallest bucket Kmem's size classes start at (NetBSD's MINBUCKET).</summary>
+    public const int SizeClassesMinShift = 4;
+
+    /// <summary>The largest <see cref="MinBucketShift"/>: the smallest bucket is then the largest small class (32 KiB).</summary>
+    public const int MaxMinBucketShift = 15;
+
+    /// <summary>
+    /// log2 of the smallest bucket (NetBSD's MINBUCKET, default 4: 16 bytes): requests below it get a block of
+    /// 1 &lt;&lt; MinBucketShift bytes. Checked when Kmem starts: a bucket too small to hold a free block's links
+    /// (16 bytes) panics "init: minbucket too small/struct freelist too big". Can be set only before the first allocation.
+    /// </summary>
+    public static int MinBucketShift
+    {
+        get => s_minBucket;
+        set
+        {
+            if (KmemMap.IsStarted)
+                throw new InvalidOperationException("MinBucketShift must be set before the first allocation; kmem_map is already mapped.");
+            if (value is < 0 or > MaxMinBucketShift)
+                throw new ArgumentOutOfRangeException(nameof(value), value, $"MinBucketShift must be 0 to {MaxMinBucketShift}.");
+            s_minBucket = value;
+        }
+    }
+
+    /// <summary>
+    /// DIAGNOSTIC mode for every malloc type (<c>KMEM_DIAGNOSTIC=1</c>); <see cref="MallocType.Diagnostic"/> turns it on
+    /// for one type. Freed blocks are poisoned and wait in a quarantine, redzones surround each block, and every call
+    /// is logged. Takes effect at once for new calls; blocks allocated before keep the layout they were given.
+    /// </summary>
+    public static bool Diagnostic
+    {
+        get => CheckSwitch.Global;
+        set
+        {
+            CheckSwitch.SetGlobal(value);
+            if (!value)
+                Heap.DrainQuarantineIfIdle();
+        }
+    }
+
+    /// <summary>How much of a freed block DIAGNOSTIC mode poisons (<c>KMEM_DIAGNOSTIC=full</c> for the whole block).</summary>
+    public static PoisonExtent DiagnosticPoison
+    {
+        get => CheckSwitch.Poison;
+        set
+        {
+            if (value is not (PoisonExtent.FirstWords or PoisonExtent.Full))
+                throw new ArgumentOutOfRangeException(nameof(value), value, "unknown poison extent");
+            CheckSwitch.Poison = value;
+        }
+    }
+
+    /// <summary>Whether DIAGNOSTIC allocations get redzones (default true; <c>KMEM_REDZONES=0</c> turns them off).</summary>
+    public static bool DiagnosticRedzones
+    {
+        get => CheckSwitch.Redzones;
+        set => CheckSwitch.Redzones = value;
+    }
+
+    /// <summary>How many freed blocks wait, poisoned, before they can be reused (default 1024; 1 to 1,048,576).</summary>
+    public static int QuarantineBlocks
+    {
+        get => Quarantine.Capacity;
+        set
+        {
+            if (value is < 1 or > Quarantine.MaxCapacity)
+                throw new ArgumentOutOfRangeException(nameof(value), value, $"QuarantineBlocks must be 1 to {Quarantine.MaxCapacity}.");
+            Quarantine.Resize(value);
+            Heap.TrimQuarantine(value);
+        }
+    }
+
+    /// <summary>Entries in the allocation log (MALLOCLOG) of DIAGNOSTIC calls (default 100,000; 0 turns it off).
+    /// Changing it starts an empty log.</summary>
+    public static int MallocLogEntries
+    {
+        get => MallocLog.Capacity;
+        set
+        {
+            if (value is < 0 or > MallocLog.MaxCapacity)
+                throw new ArgumentOutOfRangeException(nameof(value), value, $"MallocLogEntries must be 0 to {MallocLog.MaxCapacity}.");
+            MallocLog.Resize(value);
+        }
+    }
+
+    /// <summary>
+    /// Guard-page mode (MALLOC_DEBUG, memguard(9)) for allocations of <paramref name="type"/> (null: any type) whose
+    /// size is in [<paramref name="minSize"/>, <paramref name="maxSize"/>]: each block ends at the end of its own pages
+    /// with an inaccessible page after it, and free makes its pages inaccessible and delays their reuse, so an overflow
+    /// or a use after free faults at once. Sizes above <see cref="GuardPageMaxSize"/> keep the normal allocator.
+    /// </summary>
+    public static void SetGuardPages(MallocType? type, nuint minSize = 1, nuint maxSize = GuardPages.MaxBlockSize)
+    {
+        if (minSize == 0 || minSize > maxSize)
+            throw new ArgumentOutOfRangeException(nameof(minSize), minSize, "the guarded size range must be non-empty and start at 1 or more");
+        if (maxSize > GuardPages.MaxBlockSize)
+            throw new ArgumentOutOfRangeException(nameof(maxSize), maxSize, $"guard pages serve blocks of at most {GuardPages.MaxBlockSize} bytes");
+        CheckSwitch.SetGuard(type?.ShortDesc, type is null, minSize, maxSize);
+    }
+
+    /// <summary>Ends guard-page mode for new allocations; guarded blocks still live are freed as before.</summary>
+    public static void ClearGuardPages() => CheckSwitch.ClearGuard();
+
+    /// <summary>The largest block guard-page mode serves.</summary>
+    public static nuint GuardPageMaxSize => GuardPages.MaxBlockSize;
 
     /// <summary>What a panic does; may be changed at any time.</summary>
     public static PanicMode Panic
@@ -55,6 +175,9 @@ public static class KmemOptions
         "failfast" or "fail-fast" or "abort" => PanicMode.FailFast,
         _ => PanicMode.Throw,
     };
+
+    internal static int ParseInt(string? text, int fallback, int min, int max) =>
+        int.TryParse(text?.Trim(), out int n) && n >= min && n <= max ? n : fallback;
 
     internal static ulong ParseSize(string? text)
     {

@@ -1,7 +1,10 @@
 // Program.cs — a child process for tests that must watch a process end: it performs one scenario named on its command line.
 using Kmem;
 
-return args.Length != 1 ? 2 : args[0].StartsWith("roots-", StringComparison.Ordinal) ? ProcessRootScenarios.Run(args[0]) : Scenarios.Run(args[0]);
+return args.Length != 1 ? 2
+    : args[0].StartsWith("roots-", StringComparison.Ordinal) ? ProcessRootScenarios.Run(args[0])
+    : args[0].StartsWith("diag-", StringComparison.Ordinal) ? DiagnosticScenarios.Run(args[0])
+    : Scenarios.Run(args[0]);
 
 internal static unsafe class Scenarios
 {

@@ -794,7 +794,7 @@ internal static unsafe class LeakScanner
                 if ((w & bit) != 0)
                 {
                     // excess_ref: a reference to a (gray) vmalloc descriptor counts for its area.
-                    if (owner == s_vmAreaIndex)
+                    if ((owner & Checks.Redzones.TypeMask) == s_vmAreaIndex)
                         ReferenceArea(KmemMap.UnitAddress(unit) + (nuint)slot * ci->Size);
                     return;
                 }
@@ -1160,7 +1160,7 @@ internal static unsafe class LeakScanner
         return new Unreferenced
         {
             Object = o, Offset = ((nuint)o.Unit << KmemMap.UnitShift) + (nuint)o.Slot * size, Kind = null, Size = size,
-            TypeIndex = SlabMeta.Owner(meta, o.Slot), Context = SlabMeta.Site(meta, o.Slot), Thread = thread, Stamp = stamp,
+            TypeIndex = (ushort)(SlabMeta.Owner(meta, o.Slot) & Checks.Redzones.TypeMask), Context = SlabMeta.Site(meta, o.Slot), Thread = thread, Stamp = stamp,
             BornBeforeScan = bornBefore, BirthMs = birthMs, Crc = SlabCrc(meta, o.Slot), Direct = true,
         };
     }

@@ -7,6 +7,9 @@ namespace Kmem.Slabs;
 
 internal static unsafe class BlockLink
 {
+    /// <summary>Bytes of a free block the lists use: the link and the depot's batch link.</summary>
+    public const int OverlayBytes = 2 * 8;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static nuint Encode(byte* p) => (nuint)(p - KmemMap.Base) + 1;
 

@@ -20,8 +20,8 @@ internal static unsafe class ClassStatistics
         {
             for (int c = 0; c < SizeClasses.Count; c++)
             {
-                // Blocks in use = blocks carved − free blocks (in thread caches and in the depot).
-                long allocs = ThreadCaches.RetiredAllocs[c], free = ClassDepot.All[c].Cached;
+                // Blocks in use = blocks carved − free blocks (in thread caches, in the depot and in DIAGNOSTIC's quarantine).
+                long allocs = ThreadCaches.RetiredAllocs[c], free = ClassDepot.All[c].Cached + Checks.Quarantine.CountOf(c);
                 foreach (nint tc in ThreadCaches.LiveUnderLock)
                 {
                     ClassBin* bin = ThreadCaches.Bin((byte*)tc, c);

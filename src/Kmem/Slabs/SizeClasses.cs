@@ -69,6 +69,14 @@ internal static unsafe class SizeClasses
         return table;
     }
 
+    /// <summary>Makes requests below <paramref name="minBucket"/> bytes use the class of that size (MINBUCKET).</summary>
+    public static void ApplyMinBucket(uint minBucket)
+    {
+        int cls = ClassOf(minBucket);
+        for (uint i = 0; i * 16 < minBucket && i <= MaxSmall / 16; i++)
+            s_classOf[i] = (byte)cls;
+    }
+
     /// <summary>The class of a request of at most <see cref="MaxSmall"/> bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int ClassOf(nuint size) => s_classOf[(size + 15) >> 4];

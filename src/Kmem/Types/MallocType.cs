@@ -27,8 +27,13 @@ public sealed class MallocType
 
     internal const int NeverAttached = 0, Attached = 1, Detached = 2;
 
+    /// <summary>M_MAGIC, as NetBSD's ks_magic: DIAGNOSTIC mode refuses a type whose magic is not this.</summary>
+    internal const int MagicValue = 877983977;
+
     internal readonly int Index;
     internal volatile int State;
+    internal int Magic = MagicValue;
+    internal volatile bool DiagnosticOn;
 
     // Limit accounting: ChargedBytes is every byte charged against the limit, including credit that threads hold
     // ahead of use (Chunk bytes at most per thread; 0 = exact, every allocation charged at once).
@@ -79,6 +84,21 @@ public sealed class MallocType
 
     /// <summary>Whether the type is attached (usable for allocation).</summary>
     public bool IsAttached => State == Attached;
+
+    /// <summary>
+    /// DIAGNOSTIC mode for this type alone (see <see cref="KmemOptions.Diagnostic"/> for every type): poisoning,
+    /// quarantine, redzones and the allocation log apply to its blocks. Takes effect at once for new calls.
+    /// </summary>
+    public bool Diagnostic
+    {
+        get => DiagnosticOn;
+        set
+        {
+            Checks.CheckSwitch.SetType(this, value);
+            if (!value)
+                Heap.DrainQuarantineIfIdle();
+        }
+    }
 
     /// <summary>malloc_type_setlimit: takes effect at once and wakes waiters the new limit admits. 0 restores the default.</summary>
     public void SetLimit(ulong limit)

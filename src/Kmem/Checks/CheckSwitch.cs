@@ -1,0 +1,108 @@
+// Checks/CheckSwitch.cs — which calls DIAGNOSTIC checks apply to: the process-wide switch, the per-type switches and
+// the guard-page selection, plus the settings the checks read (poison extent, redzones). The allocator's fast paths
+// read one flag, Active, and leave for the diagnostic path only when it is set.
+namespace Kmem.Checks;
+
+internal static class CheckSwitch
+{
+    private static readonly object s_lock = new();
+    private static int s_typesOn;
+    private static volatile GuardSelection? s_guard;
+
+    /// <summary>Some check may apply to a call: DIAGNOSTIC for all or some types, or guard pages.</summary>
+    public static volatile bool Active;
+
+    /// <summary>DIAGNOSTIC for every type.</summary>
+    public static volatile bool Global;
+
+    public static volatile bool Redzones = !IsOff(Environment.GetEnvironmentVariable("KMEM_REDZONES"));
+
+    public static PoisonExtent Poison;
+
+    /// <summary>Which allocations get guard pages (null: none).</summary>
+    public sealed record GuardSelection(string? TypeName, nuint MinSize, nuint MaxSize)
+    {
+        public bool Matches(MallocType type, nuint size) =>
+            size >= MinSize && size <= MaxSize && (TypeName is null || TypeName == type.ShortDesc);
+    }
+
+    static CheckSwitch()
+    {
+        string? diag = Environment.GetEnvironmentVariable("KMEM_DIAGNOSTIC")?.Trim().ToLowerInvariant();
+        if (diag == "full")
+            Poison = PoisonExtent.Full;
+        Global = diag is "1" or "on" or "true" or "yes" or "full";
+        s_guard = ParseGuard(Environment.GetEnvironmentVariable("KMEM_GUARD"));
+        Recompute();
+    }
+
+    private static bool IsOff(string? text) => text?.Trim().ToLowerInvariant() is "0" or "off" or "false" or "no";
+
+    /// <summary>KMEM_GUARD: <c>&lt;type&gt;</c> or <c>*</c>, optionally followed by <c>:&lt;min&gt;-&lt;max&gt;</c> (bytes).</summary>
+    internal static GuardSelection? ParseGuard(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+            return null;
+        text = text.Trim();
+        nuint min = 1, max = GuardPages.MaxBlockSize;
+        int colon = text.LastIndexOf(':');
+        if (colon >= 0)
+        {
+            string[] range = text[(colon + 1)..].Split('-');
+            if (range.Length != 2 || !nuint.TryParse(range[0], out min) || !nuint.TryParse(range[1], out max)
+                || min == 0 || min > max || max > GuardPages.MaxBlockSize)
+                return null;
+            text = text[..colon];
+        }
+        return new GuardSelection(text is "*" or "" ? null : text, min, max);
+    }
+
+    /// <summary>Whether DIAGNOSTIC checks apply to blocks of <paramref name="type"/>.</summary>
+    public static bool Applies(MallocType type) => Global || type.DiagnosticOn;
+
+    public static GuardSelection? Guard => s_guard;
+
+    /// <summary>DIAGNOSTIC mode is on for every type or for some.</summary>
+    public static bool AnyDiagnostic => Global || Volatile.Read(ref s_typesOn) > 0;
+
+    public static void SetGlobal(bool on)
+    {
+        lock (s_lock)
+        {
+            Global = on;
+            Recompute();
+        }
+    }
+
+    public static void SetType(MallocType type, bool on)
+    {
+        lock (s_lock)
+        {
+            if (type.DiagnosticOn == on)
+                return;
+            type.DiagnosticOn = on;
+            s_typesOn += on ? 1 : -1;
+            Recompute();
+        }
+    }
+
+    public static void SetGuard(string? typeName, bool anyType, nuint min, nuint max)
+    {
+        lock (s_lock)
+        {
+            s_guard = new GuardSelection(anyType ? null : typeName, min, max);
+            Recompute();
+        }
+    }
+
+    public static void ClearGuard()
+    {
+        lock (s_lock)
+        {
+            s_guard = null;
+            Recompute();
+        }
+    }
+
+    private static void Recompute() => Active = Global || s_typesOn > 0 || s_guard is not null;
+}

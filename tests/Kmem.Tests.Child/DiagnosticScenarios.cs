@@ -1,0 +1,109 @@
+// DiagnosticScenarios.cs — DIAGNOSTIC cases that need a fresh process: guard pages that must fault (the process dies),
+// settings checked when Kmem starts (MINBUCKET), and a leak scan of a small process with the quarantine and the
+// allocation log full of the addresses of leaked blocks.
+using Kmem;
+
+internal static unsafe class DiagnosticScenarios
+{
+    /// <summary>Runs the scenario "diag-…". Fault scenarios print a line before the faulting access and "survived" after.</summary>
+    public static int Run(string name)
+    {
+        var type = new MallocType("guarded");
+        try
+        {
+            switch (name)
+            {
+                case "diag-guard-overflow":
+                case "diag-guard-underflow":
+                case "diag-guard-use-after-free":
+                {
+                    KmemOptions.SetGuardPages(type, 1, 4096);
+                    byte* p = (byte*)Heap.Malloc(64, type);
+                    p[0] = 1;
+                    p[63] = 1;
+                    Console.WriteLine($"in bounds ok, page end {((nuint)p + 64) % (nuint)Environment.SystemPageSize == 0}");
+                    if (name == "diag-guard-use-after-free")
+                    {
+                        Heap.Free(p, type);
+                        Console.WriteLine("freed");
+                    }
+                    Console.Out.Flush();
+                    if (name == "diag-guard-overflow")
+                        p[64] = 1;
+                    else if (name == "diag-guard-underflow")
+                        p[-(Environment.SystemPageSize + 1)] = 1; // below the block's page: never accessible
+                    else
+                        Console.WriteLine(p[0]);
+                    Console.WriteLine("survived");
+                    return 0;
+                }
+                case "diag-minbucket":
+                {
+                    // KMEM_MINBUCKET is read when Kmem starts: too small a bucket panics, every time, without mapping anything.
+                    for (int i = 0; i < 2; i++)
+                    {
+                        try
+                        {
+                            Heap.Malloc(16, type);
+                            Console.WriteLine("allocated");
+                        }
+                        catch (KmemPanicException e)
+                        {
+                            Console.WriteLine("caught: " + e.Message);
+                        }
+                    }
+                    return 0;
+                }
+                case "diag-minbucket-64":
+                {
+                    void* p = Heap.Malloc(1, type);
+                    Console.WriteLine($"roundup(1)={Heap.Roundup(1)} roundup(100)={Heap.Roundup(100)}");
+                    Heap.Free(p, type);
+                    return 0;
+                }
+                case "diag-leaks":
+                    return LeaksStayVisible(type);
+                default:
+                    return 2;
+            }
+        }
+        catch (CheckFailed e)
+        {
+            Console.WriteLine("FAIL: " + e.Message);
+            return 1;
+        }
+    }
+
+    // With every DIAGNOSTIC structure holding the addresses of the leaked blocks (the allocation log records each
+    // malloc and free, the quarantine holds freed neighbours), every leaked block is still reported: none of them
+    // is a root or holds a raw address.
+    private static int LeaksStayVisible(MallocType type)
+    {
+        Kmemleak.Write("minage=0");
+        Kmemleak.Write("unref_scans=1");
+        KmemOptions.Diagnostic = true;
+        KmemOptions.SetGuardPages(type, 200, 300);
+        var keys = new List<nuint>();
+        for (int i = 0; i < 30; i++)
+        {
+            keys.Add(~(nuint)Heap.Malloc((nuint)(16 + 24 * i), type));     // redzoned slab blocks
+            Heap.Free(Heap.Malloc((nuint)(16 + 24 * i), type), type);      // a quarantined neighbour
+        }
+        keys.Add(~(nuint)Heap.Malloc(250, type));                          // a guarded block
+        keys.Add(~(nuint)Heap.Malloc(100_000, type));                      // a large block
+        Kmemleak.Scan();
+        LeakScanResult r = Kmemleak.Scan();
+        foreach (nuint k in keys)
+        {
+            nuint p = ~k;
+            if (!r.Leaks.Any(l => p >= l.Address && p - l.Address < l.Size))
+                Check.Fail($"0x{p:x} not reported; referenced from " + string.Join("; ", Kmemleak.FindRootReferences((void*)p)));
+        }
+        Check.True(KmemDiagnostics.Recent.All(m => !m.Contains("REDZONE", StringComparison.Ordinal) && !m.Contains("Data modified", StringComparison.Ordinal)),
+            "a clean run printed a check message");
+        foreach (nuint k in keys)
+            Heap.Free((void*)~k, type);
+        Console.WriteLine("ok");
+        return 0;
+    }
+}

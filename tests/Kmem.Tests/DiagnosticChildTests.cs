@@ -1,0 +1,47 @@
+// DiagnosticChildTests.cs — DIAGNOSTIC cases run in a child process: guard pages must kill the process at the faulting
+// access, MINBUCKET is checked when Kmem starts, and a leak scan sees through the quarantine and the allocation log.
+using Xunit;
+
+namespace Kmem.Tests;
+
+public sealed class DiagnosticChildTests
+{
+    [Theory]
+    [InlineData("diag-guard-overflow")]
+    [InlineData("diag-guard-underflow")]
+    [InlineData("diag-guard-use-after-free")]
+    public void A_guarded_block_faults_at_once_on_overflow_underflow_and_use_after_free(string scenario)
+    {
+        var (code, stdout, stderr) = ChildProcess.Run(scenario);
+        Assert.Contains("in bounds ok, page end True", stdout);
+        Assert.DoesNotContain("survived", stdout);
+        // The runtime turns the SIGSEGV into a fatal error and aborts (134), or the signal ends it (139).
+        Assert.True(code is 134 or 139, $"exit code {code}; stdout: {stdout}; stderr: {stderr}");
+        Assert.True(stderr.Contains("SIGSEGV") || stderr.Contains("AccessViolation") || code == 139, stderr);
+    }
+
+    [Fact]
+    public void A_smallest_bucket_too_small_for_the_free_list_panics_at_start_every_time()
+    {
+        var (code, stdout, stderr) = ChildProcess.Run("diag-minbucket", ("KMEM_MINBUCKET", "3"));
+        Assert.True(code == 0, stderr);
+        Assert.Equal(
+            "caught: init: minbucket too small/struct freelist too big\ncaught: init: minbucket too small/struct freelist too big\n",
+            stdout.Replace("\r", ""));
+    }
+
+    [Fact]
+    public void A_larger_smallest_bucket_rounds_small_requests_up_to_it()
+    {
+        var (code, stdout, stderr) = ChildProcess.Run("diag-minbucket-64", ("KMEM_MINBUCKET", "6"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("roundup(1)=64 roundup(100)=112", stdout);
+    }
+
+    [Fact]
+    public void Leaked_blocks_stay_visible_to_the_leak_scan_through_the_quarantine_the_log_and_guard_pages()
+    {
+        var (code, stdout, stderr) = ChildProcess.Run("diag-leaks");
+        Assert.True(code == 0 && stdout.Contains("ok", StringComparison.Ordinal), $"exit {code}\n{stdout}\n{stderr}");
+    }
+}
