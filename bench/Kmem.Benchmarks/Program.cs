@@ -29,6 +29,9 @@ internal static class Program
           Kmem.Benchmarks scan [--json FILE]
               The leak-scan workloads alone: scan-sparse-1g (process roots over 1 GiB of pointer-free memory
               against a plain vector read loop), idle-scan (a small idle process) and leakbench-1m.
+          Kmem.Benchmarks diagnostic [--json FILE] [--reps N] [--pairs N]
+              What DIAGNOSTIC mode costs: diag-pair64 (64-byte pairs) and diag-mixed (a 512-block window of
+              16 to 4096-byte blocks) with the mode off and on, repetitions alternating in one process.
           Kmem.Benchmarks bdn [BenchmarkDotNet arguments]
               BenchmarkDotNet micro-benchmarks (PairBenchmarks), e.g. bdn --filter '*'
           Kmem.Benchmarks help
@@ -49,6 +52,10 @@ internal static class Program
                 return TryParseQuick(rest, out QuickOptions? scanOptions, out string? scanError)
                     ? QuickRunner.RunScans(scanOptions)
                     : UsageError(scanError);
+            case ["diagnostic", .. var rest]:
+                return TryParseQuick(rest, out QuickOptions? diagOptions, out string? diagError)
+                    ? QuickRunner.RunDiagnostic(diagOptions)
+                    : UsageError(diagError);
             case [RootScanWorkload.ChildMode]:
                 return RootScanWorkload.RunChild(); // hidden: the small idle process of idle-scan
             case [TrackingWorkload.ChildMode, var pairs]:

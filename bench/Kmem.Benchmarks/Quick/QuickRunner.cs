@@ -105,6 +105,24 @@ internal static unsafe class QuickRunner
         return leakbench.CountsOk ? 0 : 1;
     }
 
+    /// <summary>The "diagnostic" mode: DIAGNOSTIC off against on, for pairs and a mixed-size workload.</summary>
+    public static int RunDiagnostic(QuickOptions options)
+    {
+        string machine = BenchJson.DescribeMachine();
+        Console.WriteLine("Kmem DIAGNOSTIC benchmark");
+        Console.WriteLine($"machine: {machine}");
+        int pairs = Math.Max(BatchSize, options.PairsPerRepetition / BatchSize * BatchSize);
+        List<BenchRun> runs = DiagnosticWorkload.Run(options.Repetitions, pairs);
+        if (options.JsonPath is { } jsonPath)
+        {
+            BenchJson.Write(jsonPath, new BenchReport(machine, [.. runs]));
+            Console.WriteLine();
+            Console.WriteLine($"wrote {jsonPath}");
+        }
+
+        return 0;
+    }
+
     /// <summary>pair64-tight's kmem loop, for <see cref="TrackingWorkload"/> (the same code, the same type).</summary>
     internal static nuint KmemTight(int pairs) => Tight<KmemAllocator>(pairs);
 

@@ -49,6 +49,8 @@ internal static unsafe class MallocLog
 
     public static void Record(byte operation, void* p, nuint size, int typeIndex, uint site)
     {
+        if (Volatile.Read(ref s_capacity) == 0)
+            return;
         lock (s_lock)
         {
             if (s_capacity == 0)

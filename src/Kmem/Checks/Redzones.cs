@@ -32,8 +32,9 @@ internal static unsafe class Redzones
     /// <summary>Lays the zones out in a block of <paramref name="blockSize"/> bytes for a request of <paramref name="size"/>.</summary>
     public static void Write(byte* block, nuint blockSize, nuint size)
     {
-        new Span<byte>(block, (int)blockSize).Fill(Pattern);
         *(ulong*)block = SizeWord(size);
+        *(ulong*)(block + 8) = 0x4242424242424242UL;
+        new Span<byte>(block + Front + size, (int)(blockSize - Front - size - 8)).Fill(Pattern);
         *(ulong*)(block + blockSize - 8) = SizeWord(size);
     }
 
@@ -61,6 +62,8 @@ internal static unsafe class Redzones
 
     private static int CountChanged(byte* p, int n)
     {
+        if (new ReadOnlySpan<byte>(p, n).IndexOfAnyExcept(Pattern) < 0)
+            return 0; // the common case, vectorized
         int bad = 0;
         for (int i = 0; i < n; i++)
             if (p[i] != Pattern)
@@ -70,6 +73,8 @@ internal static unsafe class Redzones
 
     private static int CountChangedWord(byte* p, ulong expected)
     {
+        if (*(ulong*)p == expected)
+            return 0;
         int bad = 0;
         for (int i = 0; i < 8; i++)
             if (p[i] != (byte)(expected >> (8 * i)))
