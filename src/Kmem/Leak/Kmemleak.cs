@@ -192,9 +192,9 @@ public static unsafe class Kmemleak
             List<(nuint, nuint)> areas;
             if (o.Value.Record is { } r)
                 areas = r.Areas ??= new();
-            else if (!LeakScanner.SlabAreas.TryGetValue(start - (nuint)KmemMap.Base, out areas!))
-                LeakScanner.SlabAreas[start - (nuint)KmemMap.Base] = areas = new();
-            areas.Add((offset, length));
+            else if (!LeakScanner.SlabAreas.TryGetValue(BlockStartOf(o.Value) - (nuint)KmemMap.Base, out areas!))
+                LeakScanner.SlabAreas[BlockStartOf(o.Value) - (nuint)KmemMap.Base] = areas = new();
+            areas.Add((offset + FrontOf(o.Value), length)); // areas are kept relative to the block's start
         }
     }
 
@@ -455,7 +455,7 @@ public static unsafe class Kmemleak
         Platform.OsPages.SaveRegisters(registers);
         nuint markerC = ~(nuint)registers;
         TrackedObject? o = Resolve((void*)~ptrComplement);
-        nuint startC = o is null ? ptrComplement : ~StartOf(o.Value), size = o is null ? 1 : SizeOf(o.Value);
+        nuint startC = o is null ? ptrComplement : ~BlockStartOf(o.Value), size = o is null ? 1 : BlockSizeOf(o.Value);
         Platform.IProcessMemory process = Platform.OsPages.Process;
         if (!process.IsSupported)
             return Array.Empty<string>();
@@ -593,14 +593,26 @@ public static unsafe class Kmemleak
 
     private static TrackedObject? Resolve(void* p) => LeakScanner.Resolve((nuint)p);
 
-    private static nuint StartOf(TrackedObject o)
+    // Where the object starts in memory (a DIAGNOSTIC block's front redzone included).
+    private static nuint BlockStartOf(TrackedObject o)
     {
         if (o.Record is { } r)
             return r.Kind switch { RecordKind.Foreign => ~r.Key, RecordKind.Phys => ~r.Key, _ => (nuint)KmemMap.Base + r.Key };
         return (nuint)(KmemMap.UnitAddress(o.Unit) + (nuint)o.Slot * SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class));
     }
 
-    private static nuint SizeOf(TrackedObject o) => o.Record?.Size ?? SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
+    private static nuint BlockSizeOf(TrackedObject o) => o.Record?.Size ?? SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
+
+    // Bytes of a redzoned block before the address its caller got (0 for every other object).
+    private static nuint FrontOf(TrackedObject o) =>
+        o.Record is null && (SlabMeta.Owner(SlabMeta.Of(o.Unit), o.Slot) & Checks.Redzones.OwnerFlag) != 0 ? (nuint)Checks.Redzones.Front : 0;
+
+    // The object as its caller knows it: the address malloc returned and the size asked for (they differ from the
+    // block's only for a DIAGNOSTIC block with redzones).
+    private static nuint StartOf(TrackedObject o) => BlockStartOf(o) + FrontOf(o);
+
+    private static nuint SizeOf(TrackedObject o) =>
+        FrontOf(o) == 0 ? BlockSizeOf(o) : Checks.Redzones.RequestedSize((byte*)BlockStartOf(o), BlockSizeOf(o));
 
     // Sets a state bit on the object starting exactly at ptr; false if there is none.
     private static bool Paint(void* ptr, LeakState bit)

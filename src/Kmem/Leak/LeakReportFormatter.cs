@@ -84,7 +84,7 @@ internal static unsafe class LeakReportFormatter
     {
         RecordKind.Foreign => (byte*)~u.Offset,
         RecordKind.Phys => (byte*)~u.Offset,
-        _ => KmemMap.Base + u.Offset,
+        _ => KmemMap.Base + u.Offset + u.Front,
     };
 
     // sites: descriptions of contexts already made in this batch.

@@ -34,6 +34,7 @@ internal struct Unreferenced
     public required uint Crc;
     public bool Direct;
     public bool New;
+    public byte Front;                // bytes before the caller's address (a DIAGNOSTIC block's front redzone)
 }
 
 internal sealed class ScanOutcome
@@ -795,7 +796,8 @@ internal static unsafe class LeakScanner
                 {
                     // excess_ref: a reference to a (gray) vmalloc descriptor counts for its area.
                     if ((owner & Checks.Redzones.TypeMask) == s_vmAreaIndex)
-                        ReferenceArea(KmemMap.UnitAddress(unit) + (nuint)slot * ci->Size);
+                        ReferenceArea(KmemMap.UnitAddress(unit) + (nuint)slot * ci->Size
+                            + ((owner & Checks.Redzones.OwnerFlag) != 0 ? Checks.Redzones.Front : 0));
                     return;
                 }
                 w |= bit;
@@ -1157,10 +1159,15 @@ internal static unsafe class LeakScanner
             };
         byte* meta = SlabMeta.Of(o.Unit);
         uint size = SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
+        nuint offset = ((nuint)o.Unit << KmemMap.UnitShift) + (nuint)o.Slot * size;
+        ushort owner = SlabMeta.Owner(meta, o.Slot);
+        // A redzoned block is reported as its caller knows it: the address after the front zone, the size asked for.
+        bool zoned = (owner & Checks.Redzones.OwnerFlag) != 0;
         return new Unreferenced
         {
-            Object = o, Offset = ((nuint)o.Unit << KmemMap.UnitShift) + (nuint)o.Slot * size, Kind = null, Size = size,
-            TypeIndex = (ushort)(SlabMeta.Owner(meta, o.Slot) & Checks.Redzones.TypeMask), Context = SlabMeta.Site(meta, o.Slot), Thread = thread, Stamp = stamp,
+            Object = o, Offset = offset, Kind = null, Size = zoned ? Checks.Redzones.RequestedSize(KmemMap.Base + offset, size) : size,
+            Front = zoned ? (byte)Checks.Redzones.Front : (byte)0,
+            TypeIndex = (ushort)(owner & Checks.Redzones.TypeMask), Context = SlabMeta.Site(meta, o.Slot), Thread = thread, Stamp = stamp,
             BornBeforeScan = bornBefore, BirthMs = birthMs, Crc = SlabCrc(meta, o.Slot), Direct = true,
         };
     }
