@@ -45,3 +45,41 @@ public sealed class DiagnosticChildTests
         Assert.True(code == 0 && stdout.Contains("ok", StringComparison.Ordinal), $"exit {code}\n{stdout}\n{stderr}");
     }
 }
+
+/// <summary>The leak detector's view of DIAGNOSTIC blocks (in the leak tests' collection: it scans the heap).</summary>
+[Collection(KmemleakCollection.Name)]
+public sealed unsafe class DiagnosticLeakReportTests
+{
+    public DiagnosticLeakReportTests() => Leaks.Reset();
+
+    [Fact]
+    public void A_leaked_redzoned_block_is_reported_dumped_and_painted_by_the_address_and_size_its_caller_knows()
+    {
+        var t = Types.New();
+        t.Diagnostic = true;
+        try
+        {
+            byte* p = (byte*)Heap.Malloc(100, t);
+            byte* child = (byte*)Heap.Malloc(40, t);
+            *(void**)p = child;                                  // p's contents refer to child
+            byte* ignored = (byte*)Heap.Malloc(24, t);
+            Kmemleak.Ignore(ignored);                            // found by the caller's address
+            LeakScanResult r = Leaks.ScanTwice();
+            LeakReport leak = Assert.Single(r.Leaks, l => l.Type == t.ShortDesc && l.Direct);
+            Assert.Equal((nuint)p, leak.Address);
+            Assert.Equal((nuint)100, leak.Size);
+            Assert.Contains(r.Leaks, l => l.Address == (nuint)child && l.Size == 40 && !l.Direct);
+            Assert.DoesNotContain(r.Leaks, l => l.Address == (nuint)ignored);
+            Assert.Contains($"unreferenced object 0x{(nuint)p:x} (size 100):", Kmemleak.Read());
+            Assert.StartsWith($"Object 0x{(nuint)p:x} (size 100):", Kmemleak.Write($"dump=0x{(nuint)p + 50:x}"));
+            Kmemleak.Write("clear");
+            Heap.Free(p, t);
+            Heap.Free(child, t);
+            Heap.Free(ignored, t);
+        }
+        finally
+        {
+            t.Diagnostic = false;
+        }
+    }
+}
