@@ -29,10 +29,10 @@ public static unsafe partial class Heap
     public static void* Malloc(nuint size, MallocType type, MallocFlags flags = MallocFlags.WaitOk,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
-        CheckMalloc(type, flags);
+        // One test covers a bad type, unknown flags and a type some DIAGNOSTIC check applies to (its AllocGate).
+        if (type is null || type.AllocGate != 0 || (flags & ~KnownFlags) != 0)
+            return MallocChecked(size, type, flags, member, file, line);
         uint site = CallSites.Intern(member, file, line);
-        if (CheckSwitch.Active)
-            return DiagnosticMalloc(size, type, flags, site);
         return size <= SizeClasses.MaxSmall ? AllocSmall(size, type, flags, site) : AllocLarge(size, type, flags, site);
     }
 
@@ -68,14 +68,9 @@ public static unsafe partial class Heap
     public static void Free(void* addr, MallocType type,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
-        // Fast path: a live block in a slab, freed under its own type, with no check switched on. Anything else takes
-        // the checked path, which panics with the precise reason.
+        // Fast path: a live block in a slab, freed under its own type, which no DIAGNOSTIC check applies to (else its
+        // FreeKey matches no owner). Anything else takes the checked path, which panics with the precise reason.
         byte* p = (byte*)addr;
-        if (CheckSwitch.Active)
-        {
-            FreeSlow(p, type, member, file, line);
-            return;
-        }
         nuint off = (nuint)(p - KmemMap.Base);
         if (off < KmemMap.Size && type is not null)
         {
@@ -87,7 +82,7 @@ public static unsafe partial class Heap
                 nuint inUnit = off & KmemMap.UnitMask;
                 uint slot = SizeClasses.SlotOf(ci, inUnit);
                 ref ushort owner = ref SlabMeta.Owner(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), slot);
-                if ((nuint)slot * ci->Size == inUnit && owner == type.Index)
+                if ((nuint)slot * ci->Size == inUnit && owner == type.FreeKey)
                 {
                     owner = 0;
                     FreeSmall(p, cls, ci, type);
@@ -128,6 +123,15 @@ public static unsafe partial class Heap
     {
         if (type is null || type.State != MallocType.Attached || (flags & ~KnownFlags) != 0)
             BadMallocArguments(type, flags);
+    }
+
+    // The fast path's one test failed: a bad argument, or checks apply to the type.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void* MallocChecked(nuint size, MallocType? type, MallocFlags flags, string member, string file, int line)
+    {
+        if (type is null || type.State != MallocType.Attached || (flags & ~KnownFlags) != 0)
+            BadMallocArguments(type, flags);
+        return DiagnosticMalloc(size, type, flags, CallSites.Intern(member, file, line));
     }
 
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]

@@ -33,7 +33,8 @@ internal static class CheckSwitch
             Poison = PoisonExtent.Full;
         Global = diag is "1" or "on" or "true" or "yes" or "full";
         s_guard = ParseGuard(Environment.GetEnvironmentVariable("KMEM_GUARD"));
-        Recompute();
+        // Types are refreshed as they are made (each one's first Refresh runs this constructor first).
+        Active = Global || s_guard is not null;
     }
 
     private static bool IsOff(string? text) => text?.Trim().ToLowerInvariant() is "0" or "off" or "false" or "no";
@@ -82,7 +83,8 @@ internal static class CheckSwitch
                 return;
             type.DiagnosticOn = on;
             s_typesOn += on ? 1 : -1;
-            Recompute();
+            Active = Global || s_typesOn > 0 || s_guard is not null;
+            RefreshLocked(type);
         }
     }
 
@@ -104,5 +106,26 @@ internal static class CheckSwitch
         }
     }
 
-    private static void Recompute() => Active = Global || s_typesOn > 0 || s_guard is not null;
+    // Under s_lock: the summary flag, and every type's fast-path gates.
+    private static void Recompute()
+    {
+        Active = Global || s_typesOn > 0 || s_guard is not null;
+        foreach (MallocType type in Types.TypeRegistry.RegisteredSnapshot())
+            RefreshLocked(type);
+    }
+
+    /// <summary>Sets <paramref name="type"/>'s fast-path gates after its state or a switch changed.</summary>
+    public static void Refresh(MallocType type)
+    {
+        lock (s_lock)
+            RefreshLocked(type);
+    }
+
+    private static void RefreshLocked(MallocType type)
+    {
+        bool diagnostic = Global || type.DiagnosticOn;
+        bool guarded = s_guard is { } g && (g.TypeName is null || g.TypeName == type.ShortDesc);
+        type.FreeKey = diagnostic ? -1 : type.Index;
+        type.AllocGate = type.State == MallocType.Attached && !diagnostic && !guarded ? 0 : 1;
+    }
 }

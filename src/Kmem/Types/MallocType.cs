@@ -35,6 +35,12 @@ public sealed class MallocType
     internal int Magic = MagicValue;
     internal volatile bool DiagnosticOn;
 
+    // What the fast paths read instead of State (kept by Checks.CheckSwitch.Refresh): Malloc's fast path runs only while
+    // AllocGate is 0 (attached, no check applies); Free's fast path matches a block's owner entry against FreeKey, the
+    // type's index while no DIAGNOSTIC check applies and −1 (never an owner) otherwise. No extra test on either path.
+    internal volatile int AllocGate = 1;
+    internal volatile int FreeKey = -1;
+
     // Limit accounting: ChargedBytes is every byte charged against the limit, including credit that threads hold
     // ahead of use (Chunk bytes at most per thread; 0 = exact, every allocation charged at once).
     internal long ChargedBytes;
@@ -71,6 +77,8 @@ public sealed class MallocType
         Index = TypeRegistry.Register(this);
         if (attach)
             Attach();
+        else
+            Checks.CheckSwitch.Refresh(this);
     }
 
     /// <summary>The name vmstat -m shows.</summary>

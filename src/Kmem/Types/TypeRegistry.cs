@@ -33,6 +33,13 @@ internal static unsafe class TypeRegistry
         }
     }
 
+    /// <summary>Every type ever registered, attached or not (index 0 is no type).</summary>
+    public static MallocType[] RegisteredSnapshot()
+    {
+        lock (s_lock)
+            return s_byIndex.AsSpan(0, s_count).ToArray().Where(t => t is not null).ToArray()!;
+    }
+
     public static void Attach(MallocType type)
     {
         lock (s_lock)
@@ -42,6 +49,7 @@ internal static unsafe class TypeRegistry
             s_attached.Add(type);
             type.State = MallocType.Attached;
         }
+        Checks.CheckSwitch.Refresh(type);
     }
 
     public static void Detach(MallocType type)
@@ -55,6 +63,7 @@ internal static unsafe class TypeRegistry
             s_attached.Remove(type);
             stats = TypeStatistics.Fold(type);
         }
+        Checks.CheckSwitch.Refresh(type);
         if (stats.InUse != 0)
             KmemDiagnostics.Publish(KmemMessageKind.Warning,
                 $"Warning: memory type {type.ShortDesc} leaked memory on destroy ({stats.InUse} allocations, {stats.MemUse} bytes leaked).");
