@@ -1,4 +1,5 @@
-// DemoCommand.cs — `dotnet-kmem demo`: allocates every kind of Kmem memory under named types and prints vmstat -m.
+// DemoCommand.cs — `dotnet-kmem demo`: allocates every kind of Kmem memory under named types and prints vmstat -m,
+// finds leaks with kmemleak, and lets DIAGNOSTIC mode catch three classic bugs.
 using System.CommandLine;
 using Kmem;
 
@@ -17,6 +18,7 @@ internal static unsafe class DemoCommand
     {
         ShowAllocator();
         ShowLeakDetection();
+        ShowDiagnostic();
         return 0;
     }
 
@@ -130,6 +132,58 @@ internal static unsafe class DemoCommand
         Console.Write(Indent(end > 0 ? report[..end] : report));
         Kmemleak.Write("clear");
         GC.KeepAlive(owner);
+    }
+
+    // DIAGNOSTIC mode for one type: an off-by-one overrun, a write after free and a double free, each caught with the
+    // kernel's message (collected from KmemDiagnostics instead of standard error).
+    private static void ShowDiagnostic()
+    {
+        Console.WriteLine("\nDIAGNOSTIC mode for one type (redzones, poisoned freed blocks in a quarantine, the allocation log):");
+        var parser = new MallocType("parser", "demo DIAGNOSTIC mode") { Diagnostic = true };
+        var messages = new List<string>();
+        Action<KmemMessageKind, string> collect = (_, text) => messages.Add(text);
+        KmemDiagnostics.Message += collect;
+        int quarantine = KmemOptions.QuarantineBlocks;
+        try
+        {
+            byte* name = (byte*)Heap.Malloc(10, parser);
+            name[10] = 0; // the terminating zero one byte past the end
+            Heap.Free(name, parser);
+            Print("an overrun by one byte, found at free:", messages);
+
+            KmemOptions.QuarantineBlocks = 1;
+            nint* token = (nint*)Heap.Malloc(32, parser);
+            Heap.Free(token, parser);
+            token[0] = 42; // a write through a stale pointer
+            Heap.Free(Heap.Malloc(32, parser), parser); // the next free pushes the block out of the quarantine
+            Print("a write after free, found when the block leaves the quarantine:", messages);
+
+            void* twice = Heap.Malloc(64, parser);
+            Heap.Free(twice, parser);
+            try
+            {
+                Heap.Free(twice, parser);
+            }
+            catch (KmemPanicException)
+            {
+                // the panic's text went out through KmemDiagnostics too
+            }
+            Print("a double free:", messages);
+        }
+        finally
+        {
+            KmemDiagnostics.Message -= collect;
+            KmemOptions.QuarantineBlocks = quarantine;
+            parser.Diagnostic = false;
+        }
+    }
+
+    private static void Print(string what, List<string> messages)
+    {
+        Console.WriteLine("  " + what);
+        foreach (string m in messages)
+            Console.Write(Indent(Indent(m)));
+        messages.Clear();
     }
 
     private sealed class SessionOwner
