@@ -283,7 +283,7 @@ public static unsafe partial class Heap
             byte* meta = SlabMeta.Of(unit);
             ushort owner = SlabMeta.Owner(meta, slot);
             if (owner == 0 && delta is 0 or Redzones.Front)
-                NotAllocated(op, p, ClassDepot.All[cls].WasCarved(unit, slot));
+                NotAllocated(op, p, ClassDepot.All[cls].WasCarved(unit, slot), size, type, SlabMeta.Site(meta, slot));
             if (delta != (nuint)((owner & Redzones.OwnerFlag) != 0 ? Redzones.Front : 0))
                 Unaligned(op, p, size, type, size - 1);
             CheckOwner(op, p, (ushort)(owner & Redzones.TypeMask), type);
@@ -321,11 +321,13 @@ public static unsafe partial class Heap
         Panic.Raise($"{op}: unaligned addr {Panic.Addr(p)}, size {size}, type {type.ShortDesc}, mask {mask}");
 
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
-    private static void NotAllocated(string op, byte* p, bool wasFreed)
+    private static void NotAllocated(string op, byte* p, bool wasFreed, nuint size = 0, MallocType? type = null, uint context = 0)
     {
         if (!wasFreed)
             Panic.Raise($"{op}: addr {Panic.Addr(p)} was never allocated by malloc");
-        KmemDiagnostics.Publish(KmemMessageKind.Warning, $"multiply freed item {Panic.Addr(p)}");
+        // The seed's line, then what is known of the block: its size, the type the caller named, its last allocation.
+        KmemDiagnostics.Publish(KmemMessageKind.Warning, $"multiply freed item {Panic.Addr(p)}"
+            + (size == 0 ? "" : $"\n  size {size}, type {type?.ShortDesc ?? "?"}, last allocated at {AllocContexts.Describe(context)}"));
         PrintLog(p);
         Panic.Raise($"{op}: duplicated free");
     }

@@ -61,6 +61,26 @@ internal static unsafe class DiagnosticScenarios
                     Heap.Free(p, type);
                     return 0;
                 }
+                case "diag-env":
+                {
+                    // Every DIAGNOSTIC setting from the environment, read when Kmem starts.
+                    Console.WriteLine($"diagnostic={KmemOptions.Diagnostic} poison={KmemOptions.DiagnosticPoison} redzones={KmemOptions.DiagnosticRedzones}"
+                        + $" quarantine={KmemOptions.QuarantineBlocks} log={KmemOptions.MallocLogEntries}");
+                    var messages = new List<string>();
+                    KmemDiagnostics.Message += (_, m) => messages.Add(m);
+                    byte* g = (byte*)Heap.Malloc(150, type);
+                    Console.WriteLine($"guarded at page end={((nuint)g + 160) % (nuint)Environment.SystemPageSize == 0}");
+                    Heap.Free(g, type);
+                    var other = new MallocType("other");
+                    byte* q = (byte*)Heap.Malloc(64, other);
+                    Console.WriteLine($"plain 16-byte offset={((nuint)q & 63) == 0}");
+                    Heap.Free(q, other);
+                    q[60] = 0; // past the first 32 bytes: only full poisoning sees it
+                    for (int i = 0; i < 3; i++)
+                        Heap.Free(Heap.Malloc(16, other), other);
+                    Console.WriteLine($"messages={string.Join(" | ", messages.Select(m => m.Split('\n')[0]))}");
+                    return 0;
+                }
                 case "diag-leaks":
                     return LeaksStayVisible(type);
                 default:

@@ -21,6 +21,18 @@ public sealed class DiagnosticChildTests
     }
 
     [Fact]
+    public void Every_setting_is_read_from_the_environment_at_start()
+    {
+        var (code, stdout, stderr) = ChildProcess.Run("diag-env", ("KMEM_DIAGNOSTIC", "full"), ("KMEM_REDZONES", "0"),
+            ("KMEM_QUARANTINE", "2"), ("KMEM_MALLOCLOG", "0"), ("KMEM_GUARD", "guarded:100-200"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("diagnostic=True poison=Full redzones=False quarantine=2 log=0", stdout);
+        Assert.Contains("guarded at page end=True", stdout);
+        Assert.Contains("plain 16-byte offset=True", stdout); // no redzone: the block itself, 64-aligned in its slab
+        Assert.Matches(@"messages=Data modified on freelist: word 15 of object 0x[0-9a-f]+ size 64 previous type other \(0xdeadbe00 != 0xdeadbeef\)\n", stdout.Replace("\r", ""));
+    }
+
+    [Fact]
     public void A_smallest_bucket_too_small_for_the_free_list_panics_at_start_every_time()
     {
         var (code, stdout, stderr) = ChildProcess.Run("diag-minbucket", ("KMEM_MINBUCKET", "3"));

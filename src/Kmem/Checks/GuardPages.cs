@@ -144,7 +144,8 @@ internal static unsafe class GuardPages
         {
             if (s_state[slot] == Freed && p == UserAddress(slot, s_size[slot]))
             {
-                KmemDiagnostics.Publish(KmemMessageKind.Warning, $"multiply freed item {Panic.Addr(p)}");
+                KmemDiagnostics.Publish(KmemMessageKind.Warning, $"multiply freed item {Panic.Addr(p)}"
+                    + $"\n  size {s_size[slot]}, type {TypeRegistry.ByIndex(s_type[slot])?.ShortDesc ?? "?"}, last allocated at {CallSites.Describe(s_site[slot])}");
                 Heap.PrintLog(p);
                 Panic.Raise($"{op}: duplicated free");
             }
