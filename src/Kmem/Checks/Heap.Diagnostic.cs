@@ -222,6 +222,43 @@ public static unsafe partial class Heap
         bin->Count++;
     }
 
+    /// <summary>
+    /// Checks what can be checked while other threads run: the poison of every block in DIAGNOSTIC's quarantine and every
+    /// link on the size classes' shared lists (each must name a free block of its class). Each problem is printed as a
+    /// message (<see cref="KmemDiagnostics"/>); the returned line counts what was checked and what was wrong. Blocks in
+    /// threads' own caches are not walked (their threads may be using them).
+    /// </summary>
+    public static string Verify()
+    {
+        if (!KmemMap.IsStarted)
+            return "verify: the heap is empty (nothing allocated yet)";
+        int problems = 0;
+        long quarantined = 0, listed = 0;
+        Quarantine.ForEach(e =>
+        {
+            quarantined++;
+            byte* block = BlockLink.Decode(e.Link);
+            int word = Poison.FirstChanged(block, e.PoisonBytes);
+            if (word >= 0)
+            {
+                problems++;
+                Report($"verify: Data modified on freelist: word {word} of object {Panic.Addr(block)} size {SizeClasses.SizeOf(e.Class)}"
+                    + $" previous type {TypeRegistry.ByIndex(e.TypeIndex)?.ShortDesc ?? "?"} (0x{((uint*)block)[word]:x} != 0x{Poison.Word:x})", block);
+            }
+        });
+        for (int c = 0; c < SizeClasses.Count; c++)
+        {
+            int cls = c;
+            (long blocks, int bad) = ClassDepot.All[c].Verify(
+                link => IsFreeBlockOf(BlockLink.OffsetOf(link), cls, out ushort owner) && owner == 0,
+                link => KmemDiagnostics.Publish(KmemMessageKind.Warning,
+                    $"verify: the shared free list of size {SizeClasses.SizeOf(cls)} links to 0x{(nuint)KmemMap.Base + BlockLink.OffsetOf(link):x}, not a free block of that size"));
+            listed += blocks;
+            problems += bad;
+        }
+        return $"verify: {quarantined} quarantined and {listed} listed free blocks checked, {problems} problem(s)";
+    }
+
     /// <summary>Releases every quarantined block once no type is in DIAGNOSTIC mode (each is checked on the way out).</summary>
     internal static void DrainQuarantineIfIdle()
     {

@@ -37,6 +37,15 @@ internal static unsafe class Quarantine
     /// <summary>Blocks of a class waiting here (vmstat counts them as free).</summary>
     public static long CountOf(int cls) => Volatile.Read(ref s_perClass[cls]);
 
+    /// <summary>Runs <paramref name="visit"/> on every waiting entry, oldest first, with the quarantine locked (no entry
+    /// can leave meanwhile).</summary>
+    public static void ForEach(Action<QuarantineEntry> visit)
+    {
+        lock (s_lock)
+            for (long i = s_head; i < s_tail; i++)
+                visit(s_ring[i % s_ringSize]);
+    }
+
     public static void Resize(int capacity)
     {
         lock (s_lock)

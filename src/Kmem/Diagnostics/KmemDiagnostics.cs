@@ -39,6 +39,7 @@ public static class KmemDiagnostics
                 s_recent.Dequeue();
             s_recent.Enqueue(text);
         }
+        Telemetry.KmemTelemetry.Message(kind, text);
         Action<KmemMessageKind, string>? handler = Message;
         if (handler is not null)
             handler(kind, text);

@@ -30,6 +30,8 @@ public static unsafe class Kmemleak
     private static bool s_disabled = !LeakTracking.Enabled;
     private static bool s_leaksFound;
     private static List<Unreferenced> s_last = new();
+    private static long s_lastStartMs;
+    private static LeakScanStats s_lastStats = new(0, 0, TimeSpan.Zero);
     private static Thread? s_autoThread;
     private static volatile bool s_autoStop;
     private static int s_autoPeriodSeconds = 600;
@@ -372,6 +374,18 @@ public static unsafe class Kmemleak
         return o.ToString();
     }
 
+    /// <summary>What the last scan reported, less the objects freed since (no scan is run): the structured twin of
+    /// <see cref="Read"/>, with the last scan's statistics.</summary>
+    public static LeakScanResult Current()
+    {
+        lock (s_scanLock)
+        {
+            var sites = new Dictionary<uint, string>();
+            var reports = s_last.Where(StillThere).Select(u => LeakReportFormatter.ToReport(u, s_lastStartMs, sites)).ToList();
+            return new LeakScanResult(reports, s_lastStats);
+        }
+    }
+
     /// <summary>Runs a scan now and returns what it found (with <c>gc=on</c>, after a blocking full GC). The text report
     /// is <see cref="Read"/>.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)] // its frame marks where the caller's stack ends and the detector's begins
@@ -385,6 +399,13 @@ public static unsafe class Kmemleak
     }
 
     private static LeakScanResult Run(bool collect, nuint callerStackComplement)
+    {
+        LeakScanResult result = RunLocked(collect, callerStackComplement);
+        Telemetry.KmemTelemetry.ScanCompleted(result);
+        return result;
+    }
+
+    private static LeakScanResult RunLocked(bool collect, nuint callerStackComplement)
     {
         if (s_disabled)
             throw new InvalidOperationException("kmemleak is disabled; only 'clear' is accepted");
@@ -428,7 +449,8 @@ public static unsafe class Kmemleak
             if (outcome.ProcessRootsFailure is { } why && why != s_rootsFailureSaid)
                 KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmemleak: cannot read the process roots ({why}); this scan used registered roots only");
             s_rootsFailureSaid = outcome.ProcessRootsFailure;
-            return new LeakScanResult(reports, new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
+            s_lastStartMs = start;
+            return new LeakScanResult(reports, s_lastStats = new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
             {
                 GcTime = gcTime,
                 ProcessRoots = outcome.ProcessRootsRead,

@@ -29,6 +29,7 @@ internal static unsafe class TypeRegistry
             int index = s_count;
             s_byIndex[index] = type;
             Volatile.Write(ref s_count, index + 1);
+            Telemetry.KmemMetrics.EnsureCreated();
             return index;
         }
     }
@@ -65,8 +66,11 @@ internal static unsafe class TypeRegistry
         }
         Checks.CheckSwitch.Refresh(type);
         if (stats.InUse != 0)
+        {
             KmemDiagnostics.Publish(KmemMessageKind.Warning,
                 $"Warning: memory type {type.ShortDesc} leaked memory on destroy ({stats.InUse} allocations, {stats.MemUse} bytes leaked).");
+            Telemetry.KmemTelemetry.TypeLeakedOnDestroy(type.ShortDesc, stats.InUse, stats.MemUse);
+        }
     }
 
     /// <summary>The attached types in attach order.</summary>

@@ -1,0 +1,40 @@
+// Telemetry/KmemCommands.cs — what a command that arrives through the EventSource does: `stat` (vmstat -m, plus a
+// TypeStat event per type), `leaks` (the grouped summary and Kmemleak.Read(), plus a SuspectedLeak event per object),
+// `scan` (a scan now, its summary), `verify` (the heap's consistency checks) and every kmemleak command.
+namespace Kmem.Telemetry;
+
+internal static class KmemCommands
+{
+    /// <summary>Runs <paramref name="command"/>; status 0 and the reply text, or status 1 and the error in one line.</summary>
+    public static (int Status, string Text) Run(string command, string requestId)
+    {
+        try
+        {
+            switch (command)
+            {
+                case "stat":
+                    foreach (MallocTypeStats s in Heap.TypeStats())
+                        KmemEventSource.Log.TypeStat(requestId, s.Type, s.InUse, s.MemUse, s.HighUse,
+                            s.Limit > long.MaxValue ? long.MaxValue : (long)s.Limit, s.Requests, s.LimitBlocks);
+                    return (0, Heap.FormatVmstat());
+                case "leaks":
+                {
+                    LeakScanResult last = Kmemleak.Current();
+                    foreach (LeakReport l in last.Leaks)
+                        KmemEventSource.Log.SuspectedLeak($"0x{l.Address:x}", (long)l.Size, l.Type, l.Site, l.Direct ? 1 : 0, requestId);
+                    return (0, last.Leaks.Count == 0 ? "no suspected leaks\n" : last.Summary() + "\n" + Kmemleak.Read());
+                }
+                case "scan":
+                    return (0, Kmemleak.Scan().Summary());
+                case "verify":
+                    return (0, Heap.Verify());
+                default:
+                    return (0, Kmemleak.Write(command));
+            }
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or KmemPanicException)
+        {
+            return (1, e.Message.Split('\n')[0]);
+        }
+    }
+}
