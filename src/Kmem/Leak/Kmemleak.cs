@@ -31,6 +31,7 @@ public static unsafe class Kmemleak
     private static bool s_leaksFound;
     private static List<Unreferenced> s_last = new();
     private static long s_lastStartMs;
+    private static readonly List<string> s_poolLeaks = new(); // memory-pool owners collected without Dispose, as report text
     private static LeakScanStats s_lastStats = new(0, 0, TimeSpan.Zero);
     private static Thread? s_autoThread;
     private static volatile bool s_autoStop;
@@ -370,6 +371,8 @@ public static unsafe class Kmemleak
             foreach (Unreferenced u in s_last)
                 if (StillThere(u))
                     LeakReportFormatter.AppendReport(o, u, TraceOf(u));
+            foreach (string entry in s_poolLeaks)
+                o.Append(entry);
         }
         return o.ToString();
     }
@@ -537,10 +540,24 @@ public static unsafe class Kmemleak
 
     // ---- internals ----
 
+    /// <summary>A <see cref="Pools.KmemMemoryPool"/> buffer whose owner was collected without Dispose: reported in
+    /// <see cref="Read"/> (in the kernel's form, the object already freed) until <c>clear</c>.</summary>
+    internal static void RecordPoolLeak(nint block, int size, string type, string stack)
+    {
+        string entry = $"unreferenced object 0x{block:x} (size {size}):\n  comm \"finalizer\", pid {Environment.ProcessId}, jiffies {LeakScanner.NowMs}\n"
+            + $"  memory pool buffer of type {type} collected without Dispose (its block was freed)\n  backtrace:\n    {stack}\n";
+        lock (s_scanLock)
+        {
+            if (s_poolLeaks.Count < 10_000)
+                s_poolLeaks.Add(entry);
+        }
+    }
+
     private static void Clear()
     {
         lock (s_scanLock)
         {
+            s_poolLeaks.Clear();
             if (s_disabled)
             {
                 LeakTracking.DropAll();
