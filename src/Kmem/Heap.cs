@@ -317,8 +317,11 @@ public static unsafe partial class Heap
     private static void NotInMap(string op, byte* p) => Panic.Raise($"{op}: addr {Panic.Addr(p)} not within kmem_map");
 
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Unaligned(string op, byte* p, nuint size, MallocType type, nuint mask) =>
+    private static void Unaligned(string op, byte* p, nuint size, MallocType type, nuint mask)
+    {
+        PrintLog(p);
         Panic.Raise($"{op}: unaligned addr {Panic.Addr(p)}, size {size}, type {type.ShortDesc}, mask {mask}");
+    }
 
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
     private static void NotAllocated(string op, byte* p, bool wasFreed, nuint size = 0, MallocType? type = null, uint context = 0)

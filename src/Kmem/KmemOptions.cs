@@ -33,7 +33,7 @@ public static class KmemOptions
 {
     private static PanicMode s_panic = ParsePanic(Environment.GetEnvironmentVariable("KMEM_PANIC"));
     private static ulong s_mapSize = ParseSize(Environment.GetEnvironmentVariable("KMEM_MAP_SIZE"));
-    private static int s_minBucket = ParseInt(Environment.GetEnvironmentVariable("KMEM_MINBUCKET"), SizeClassesMinShift, 0, 31);
+    private static int s_minBucket = ParseMinBucket(Environment.GetEnvironmentVariable("KMEM_MINBUCKET"));
 
     /// <summary>log2 of the smallest bucket Kmem's size classes start at (NetBSD's MINBUCKET).</summary>
     public const int SizeClassesMinShift = 4;
@@ -56,6 +56,7 @@ public static class KmemOptions
             if (value is < 0 or > MaxMinBucketShift)
                 throw new ArgumentOutOfRangeException(nameof(value), value, $"MinBucketShift must be 0 to {MaxMinBucketShift}.");
             s_minBucket = value;
+            Slabs.SizeClasses.ApplyMinBucket(value); // Roundup answers the same before and after the first allocation
         }
     }
 
@@ -175,6 +176,19 @@ public static class KmemOptions
         "failfast" or "fail-fast" or "abort" => PanicMode.FailFast,
         _ => PanicMode.Throw,
     };
+
+    // KMEM_MINBUCKET: 0 to 15 (below 4 is accepted here and refused when Kmem starts, with the kernel's panic); anything
+    // else is reported and the default kept.
+    private static int ParseMinBucket(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+            return SizeClassesMinShift;
+        int shift = ParseInt(text, -1, 0, MaxMinBucketShift);
+        if (shift >= 0)
+            return shift;
+        KmemDiagnostics.Publish(KmemMessageKind.Warning, $"KMEM_MINBUCKET={text.Trim()} ignored: it must be 0 to {MaxMinBucketShift}; the smallest bucket stays 16 bytes");
+        return SizeClassesMinShift;
+    }
 
     internal static int ParseInt(string? text, int fallback, int min, int max) =>
         int.TryParse(text?.Trim(), out int n) && n >= min && n <= max ? n : fallback;

@@ -56,6 +56,7 @@ internal static unsafe class DiagnosticScenarios
                 }
                 case "diag-minbucket-64":
                 {
+                    Console.WriteLine($"before start roundup(1)={Heap.Roundup(1)}"); // the same answer before the first malloc
                     void* p = Heap.Malloc(1, type);
                     Console.WriteLine($"roundup(1)={Heap.Roundup(1)} roundup(100)={Heap.Roundup(100)}");
                     Heap.Free(p, type);

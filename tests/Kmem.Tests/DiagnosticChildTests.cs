@@ -47,7 +47,20 @@ public sealed class DiagnosticChildTests
     {
         var (code, stdout, stderr) = ChildProcess.Run("diag-minbucket-64", ("KMEM_MINBUCKET", "6"));
         Assert.True(code == 0, stderr);
+        Assert.Contains("before start roundup(1)=64", stdout);
         Assert.Contains("roundup(1)=64 roundup(100)=112", stdout);
+    }
+
+    [Theory]
+    [InlineData("16")]
+    [InlineData("31")]
+    [InlineData("x")]
+    public void A_smallest_bucket_out_of_range_is_reported_and_the_default_kept(string value)
+    {
+        var (code, stdout, stderr) = ChildProcess.Run("diag-minbucket-64", ("KMEM_MINBUCKET", value));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("roundup(1)=16 roundup(100)=112", stdout);
+        Assert.Contains($"KMEM_MINBUCKET={value} ignored: it must be 0 to 15", stderr);
     }
 
     [Fact]
@@ -92,6 +105,30 @@ public sealed unsafe class DiagnosticLeakReportTests
         finally
         {
             t.Diagnostic = false;
+        }
+    }
+
+    [Fact]
+    public void A_guarded_block_is_reported_as_a_block_and_the_kmemleak_api_paints_it_instead_of_unregistering_it()
+    {
+        var t = Types.New();
+        KmemOptions.SetGuardPages(t, 1, 4096);
+        try
+        {
+            byte* p = (byte*)Heap.Malloc(100, t);
+            LeakReport leak = Assert.Single(Leaks.ScanTwice().Leaks, l => l.Address == (nuint)p);
+            Assert.Equal(LeakObjectKind.Block, leak.Kind);
+            Assert.Equal((nuint)100, leak.Size);
+            Assert.Throws<ArgumentException>(() => Kmemleak.FreePart(p + 16, 16));
+            Kmemleak.Free(p); // like a Kmem block: no longer reported, still the allocator's
+            Assert.DoesNotContain(Leaks.ScanTwice().Leaks, l => l.Address == (nuint)p);
+            Heap.Free(p, t);
+            Assert.Equal(0, t.GetStats().MemUse);
+            Kmemleak.Write("clear");
+        }
+        finally
+        {
+            KmemOptions.ClearGuardPages();
         }
     }
 }

@@ -99,6 +99,22 @@ public sealed unsafe class DiagnosticTests : IDisposable
     }
 
     [Fact]
+    public void The_quarantine_and_the_allocation_log_hold_no_raw_address_of_the_blocks_they_describe()
+    {
+        byte* p = (byte*)Heap.Malloc(64, _type);
+        byte* q = (byte*)Heap.Malloc(64, _type);
+        Heap.Free(p, _type);                      // p's block waits in the quarantine; both are in the log
+        Assert.True(Quarantine.Count >= 1);
+        foreach (nuint word in new[] { (nuint)p, (nuint)(p - Redzones.Front), (nuint)q, (nuint)(q - Redzones.Front) })
+        {
+            Assert.False(Quarantine.HoldsWord(word), $"quarantine holds 0x{word:x}");
+            Assert.False(MallocLog.HoldsWord(word), $"log holds 0x{word:x}");
+        }
+        Assert.True(MallocLog.HoldsWord(~(nuint)p), "the log keeps the address complemented"); // the check can fail
+        Heap.Free(q, _type);
+    }
+
+    [Fact]
     public void A_freed_block_waits_in_the_quarantine_for_as_many_frees_as_it_holds()
     {
         KmemOptions.QuarantineBlocks = 64;
@@ -237,6 +253,23 @@ public sealed unsafe class DiagnosticTests : IDisposable
         {
             _type.Magic = MallocType.MagicValue;
         }
+        _type.Magic = 0x1234;
+        byte* p = (byte*)Heap.Malloc(64, Types.New()); // another type: the fast path does not read the magic
+        try
+        {
+            void* q = null;
+            _type.Magic = MallocType.MagicValue;
+            q = Heap.Malloc(64, _type);
+            _type.Magic = 0x1234;
+            PanicAssert.Panics($"free: bogus type {_type.ShortDesc} (bad magic)", () => Heap.Free(q, _type));
+            _type.Magic = MallocType.MagicValue;
+            Heap.Free(q, _type); // the rejected free changed nothing
+        }
+        finally
+        {
+            _type.Magic = MallocType.MagicValue;
+        }
+        GC.KeepAlive((nint)p);
         var never = Types.New(attach: false);
         PanicAssert.Panics("malloc - bogus type", () => Heap.Malloc(64, never));
         var detached = Types.New();
@@ -272,7 +305,10 @@ public sealed unsafe class DiagnosticTests : IDisposable
         byte* zoned = (byte*)Heap.Malloc(64, _type, MallocFlags.Zero);
         Assert.True(new ReadOnlySpan<byte>(zoned, 64).IndexOfAnyExcept((byte)0) < 0, "M_ZERO clears the user's bytes");
         Assert.Equal((nuint)64, (nuint)(Heap.Realloc(zoned, 64, _type) == zoned ? 64 : 0)); // fits: same block
-        Heap.Free(plain, _type);            // allocated plain, freed under DIAGNOSTIC
+        int waiting = Quarantine.Count;
+        Heap.Free(plain, _type);            // allocated plain, freed under DIAGNOSTIC: poisoned and quarantined
+        Assert.Equal(waiting + 1, Quarantine.Count);
+        Assert.Equal(Poison.Word, *(uint*)(plain + 8));
         _type.Diagnostic = false;
         zoned[64] = 7;                      // overflow, found even though the mode is off now
         Heap.Free(zoned, _type);
@@ -317,6 +353,21 @@ public sealed unsafe class DiagnosticTests : IDisposable
         void* big = Heap.Malloc(20000, _type); // outside the range: the normal allocator
         Assert.True(KmemMap.Contains(big));
         Heap.Free(big, _type);
+    }
+
+    [Fact]
+    public void A_guarded_blocks_slack_within_its_pages_is_checked_at_free_like_a_redzone()
+    {
+        KmemOptions.SetGuardPages(_type, 1, 8192);
+        byte* p = (byte*)Heap.Malloc(100, _type); // 12 bytes of slack up to the page end, the rest of the page before
+        p[100] = 1;                                // overflow by one: no fault (the page is the block's)
+        p[-1] = 1;                                 // underflow by one: no fault either
+        Heap.Free(p, _type);
+        List<string> w = Warnings().Where(m => m.StartsWith("REDZONE", StringComparison.Ordinal)).ToList();
+        Assert.Equal($"REDZONE: Buffer underflow detected. 1 byte corrupted before {Addr(p)} (100 bytes allocated).", FirstLine(w[0]));
+        Assert.Equal($"REDZONE: Buffer overflow detected. 1 byte corrupted after {Addr(p + 100)} (100 bytes allocated).", FirstLine(w[1]));
+        Assert.EndsWith("(guard pages)", w[1]);
+        Assert.Equal(0, _type.GetStats().MemUse);
     }
 
     [Fact]

@@ -22,8 +22,10 @@ internal static class CheckSwitch
     /// <summary>Which allocations get guard pages (null: none).</summary>
     public sealed record GuardSelection(string? TypeName, nuint MinSize, nuint MaxSize)
     {
-        public bool Matches(MallocType type, nuint size) =>
-            size >= MinSize && size <= MaxSize && (TypeName is null || TypeName == type.ShortDesc);
+        public bool Matches(MallocType type, nuint size) => size >= MinSize && size <= MaxSize && Selects(type);
+
+        /// <summary>The type is chosen (by name; a type-less selection takes every type but Kmem's own).</summary>
+        public bool Selects(MallocType type) => TypeName is null ? !type.Internal : TypeName == type.ShortDesc;
     }
 
     static CheckSwitch()
@@ -124,7 +126,7 @@ internal static class CheckSwitch
     private static void RefreshLocked(MallocType type)
     {
         bool diagnostic = Global || type.DiagnosticOn;
-        bool guarded = s_guard is { } g && (g.TypeName is null || g.TypeName == type.ShortDesc);
+        bool guarded = s_guard is { } g && g.Selects(type);
         type.FreeKey = diagnostic ? -1 : type.Index;
         type.AllocGate = type.State == MallocType.Attached && !diagnostic && !guarded ? 0 : 1;
     }

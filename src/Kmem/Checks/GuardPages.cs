@@ -1,8 +1,10 @@
 // Checks/GuardPages.cs — guard-page mode (MALLOC_DEBUG, memguard(9)): blocks of a chosen type or size range each get
 // their own pages in a region apart from kmem_map, ending at the end of the last page, with an inaccessible page
 // after them. Free makes the pages inaccessible again and the slot waits in a FIFO before reuse, so an overflow or a
-// use after free faults at once. A slot's state is found from the address (slot = offset / stride): no header; the
-// side arrays hold no addresses.
+// use after free faults at once. The bytes between the block and its pages' edges (the size is rounded up to 16 for
+// alignment, and the first page starts before the block) are filled with the redzone pattern and checked at free.
+// A slot's state is found from the address (slot = offset / stride): no header; the side arrays hold no addresses and
+// the region's base is kept complemented.
 using Kmem.Caches;
 using Kmem.Diagnostics;
 using Kmem.Leak;
@@ -23,7 +25,7 @@ internal static unsafe class GuardPages
     private const byte Free = 0, Live = 1, Freed = 2;
 
     private static readonly object s_lock = new();
-    private static byte* s_base;
+    private static nuint s_baseComplement = ~(nuint)0; // ~base: the region holds blocks, so no static holds its address
     private static nuint s_stride;
     private static int s_fresh;                                 // slots never used: [s_fresh, SlotCount)
     private static readonly Queue<int> s_freed = new();        // freed slots, oldest first
@@ -32,8 +34,10 @@ internal static unsafe class GuardPages
     private static readonly ushort[] s_type = new ushort[SlotCount];
     private static readonly uint[] s_site = new uint[SlotCount];
 
+    private static byte* Base => (byte*)~Volatile.Read(ref s_baseComplement);
+
     /// <summary>Whether <paramref name="p"/> lies in the guard region (then only this class may free it).</summary>
-    public static bool Contains(void* p) => s_base != null && (nuint)((byte*)p - s_base) < s_stride * SlotCount;
+    public static bool Contains(void* p) => s_baseComplement != ~(nuint)0 && (nuint)((byte*)p - Base) < s_stride * SlotCount;
 
     public static int LiveCount
     {
@@ -50,7 +54,11 @@ internal static unsafe class GuardPages
     private static nuint PagesFor(nuint size) => (size + PageSize - 1) / PageSize;
 
     private static byte* UserAddress(int slot, nuint size) =>
-        s_base + (nuint)slot * s_stride + (PagesPerSlot - 1) * PageSize - ((size + 15) & ~(nuint)15);
+        Base + (nuint)slot * s_stride + (PagesPerSlot - 1) * PageSize - ((size + 15) & ~(nuint)15);
+
+    private static byte* FirstPage(int slot, nuint size) => Base + (nuint)slot * s_stride + (PagesPerSlot - 1 - PagesFor(size)) * PageSize;
+
+    private static byte* PagesEnd(int slot) => Base + (nuint)slot * s_stride + (PagesPerSlot - 1) * PageSize;
 
     /// <summary>A guarded block, or null with <paramref name="served"/> false when no slot or page could be had (the
     /// caller falls back to the normal allocator) or true when the type's limit refused it.</summary>
@@ -68,15 +76,15 @@ internal static unsafe class GuardPages
         byte* p = null;
         lock (s_lock)
         {
-            if (s_base == null)
+            if (s_baseComplement == ~(nuint)0)
                 Reserve();
-            int slot = s_base == null ? -1
+            int slot = s_baseComplement == ~(nuint)0 ? -1
                 : s_freed.Count > DelayedSlots || (s_fresh == SlotCount && s_freed.Count > 0) ? s_freed.Dequeue()
                 : s_fresh < SlotCount ? s_fresh++ : -1;
             if (slot >= 0)
             {
                 nuint pages = PagesFor(size);
-                byte* first = s_base + (nuint)slot * s_stride + (PagesPerSlot - 1 - pages) * PageSize;
+                byte* first = FirstPage(slot, size);
                 if (OsPages.Provider.Commit((nint)first, pages * PageSize))
                 {
                     s_state[slot] = Live;
@@ -84,6 +92,9 @@ internal static unsafe class GuardPages
                     s_type[slot] = (ushort)type.Index;
                     s_site[slot] = site;
                     p = UserAddress(slot, size);
+                    // The slack on both sides holds the redzone pattern (fresh pages are zero: M_ZERO holds).
+                    new Span<byte>(first, (int)(p - first)).Fill(Redzones.Pattern);
+                    new Span<byte>(p + size, (int)(PagesEnd(slot) - (p + size))).Fill(Redzones.Pattern);
                 }
                 else
                 {
@@ -104,58 +115,117 @@ internal static unsafe class GuardPages
             (uint thread, uint stamp) = LeakTracking.Birth(tc);
             LeakTracking.Add(new LeakRecord
             {
-                Kind = RecordKind.Foreign, Key = ~(nuint)p, Size = size, TypeIndex = (ushort)type.Index,
+                Kind = RecordKind.Foreign, Guarded = true, Key = ~(nuint)p, Size = size, TypeIndex = (ushort)type.Index,
                 Context = ThreadCaches.Context(tc, site), Thread = thread, Stamp = stamp,
             });
         }
         return p;
     }
 
-    /// <summary>The request size of a live guarded block, after the same checks as <see cref="Release"/>.</summary>
+    /// <summary>The request size of a live guarded block, after the same checks as <see cref="Release"/> (and its slack
+    /// verified, as a free would).</summary>
     public static nuint SizeOf(void* p, MallocType type, string op)
     {
-        lock (s_lock)
-            return s_size[Validate(p, type, op)];
+        (int slot, string? problem) = Validate(p, type, op, take: false);
+        if (problem is not null)
+            Fail(p, op, slot, problem, type);
+        nuint size = s_size[slot];
+        CheckSlack(slot, (byte*)p, size, type);
+        return size;
     }
 
-    /// <summary>Frees a guarded block: its pages become inaccessible and its slot waits before reuse.</summary>
+    /// <summary>Frees a guarded block: its slack is verified, its pages become inaccessible (after its leak record is
+    /// gone, under the unmap gate, so no scan reads them) and its slot waits before reuse.</summary>
     public static void Release(void* p, MallocType type, string op)
     {
-        nuint size;
-        lock (s_lock)
+        (int slot, string? problem) = Validate(p, type, op, take: false);
+        if (problem is not null)
+            Fail(p, op, slot, problem, type);
+        nuint size = s_size[slot];
+        CheckSlack(slot, (byte*)p, size, type);
+        (_, problem) = Validate(p, type, op, take: true); // a racing free of the same block loses here
+        if (problem is not null)
+            Fail(p, op, slot, problem, type);
+        lock (Pages.KmemMap.UnmapGate)
         {
-            int slot = Validate(p, type, op);
-            size = s_size[slot];
-            nuint pages = PagesFor(size);
-            OsPages.Provider.Decommit((nint)(s_base + (nuint)slot * s_stride + (PagesPerSlot - 1 - pages) * PageSize), pages * PageSize);
-            s_state[slot] = Freed;
-            s_freed.Enqueue(slot);
+            LeakTracking.Remove(RecordKind.Foreign, ~(nuint)p, out _);
+            OsPages.Provider.Decommit((nint)FirstPage(slot, size), PagesFor(size) * PageSize);
         }
-        LeakTracking.Remove(RecordKind.Foreign, ~(nuint)p, out _);
+        lock (s_lock)
+            s_freed.Enqueue(slot);
         byte* tc = ThreadCaches.Current();
         TypeAccounting.Give(type, ThreadCaches.Slot(tc, type.Index), (long)(PagesFor(size) * PageSize));
     }
 
-    // Under s_lock: the slot of a live block that starts at p and belongs to type, or a panic with the reason.
-    private static int Validate(void* p, MallocType type, string op)
+    // The slot of a live block that starts at p and belongs to type, or what is wrong ("freed", "never", "unaligned",
+    // "owner"). With take, a live block becomes Taken (being freed) under the lock. Messages are printed by the caller,
+    // outside the lock.
+    private const byte Taken = 3;
+
+    private static (int Slot, string? Problem) Validate(void* p, MallocType type, string op, bool take)
     {
-        int slot = (int)((nuint)((byte*)p - s_base) / s_stride);
-        if (s_state[slot] != Live)
+        int slot = (int)((nuint)((byte*)p - Base) / s_stride);
+        lock (s_lock)
         {
-            if (s_state[slot] == Freed && p == UserAddress(slot, s_size[slot]))
-            {
+            byte state = s_state[slot];
+            if (state != Live)
+                return (slot, (state is Freed or Taken) && p == UserAddress(slot, s_size[slot]) ? "freed" : "never");
+            if (p != UserAddress(slot, s_size[slot]))
+                return (slot, "unaligned");
+            if (s_type[slot] != type.Index)
+                return (slot, "owner");
+            if (take)
+                s_state[slot] = Taken;
+            return (slot, null);
+        }
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private static void Fail(void* p, string op, int slot, string problem, MallocType type)
+    {
+        string owner = TypeRegistry.ByIndex(s_type[slot])?.ShortDesc ?? "?";
+        switch (problem)
+        {
+            case "freed":
                 KmemDiagnostics.Publish(KmemMessageKind.Warning, $"multiply freed item {Panic.Addr(p)}"
-                    + $"\n  size {s_size[slot]}, type {TypeRegistry.ByIndex(s_type[slot])?.ShortDesc ?? "?"}, last allocated at {CallSites.Describe(s_site[slot])}");
+                    + $"\n  size {s_size[slot]}, type {owner}, last allocated at {CallSites.Describe(s_site[slot])}");
                 Heap.PrintLog(p);
                 Panic.Raise($"{op}: duplicated free");
-            }
-            Panic.Raise($"{op}: addr {Panic.Addr(p)} was never allocated by malloc");
+                break;
+            case "unaligned":
+                Heap.PrintLog(p);
+                Panic.Raise($"{op}: unaligned addr {Panic.Addr(p)}, size {s_size[slot]}, type {type.ShortDesc}, mask 15");
+                break;
+            case "owner":
+                Panic.Raise($"{op}: addr {Panic.Addr(p)} belongs to type {owner}, not {type.ShortDesc}");
+                break;
         }
-        if (p != UserAddress(slot, s_size[slot]))
-            Panic.Raise($"{op}: unaligned addr {Panic.Addr(p)}, size {s_size[slot]}, type {type.ShortDesc}, mask 15");
-        if (s_type[slot] != type.Index)
-            Panic.Raise($"{op}: addr {Panic.Addr(p)} belongs to type {TypeRegistry.ByIndex(s_type[slot])?.ShortDesc ?? "?"}, not {type.ShortDesc}");
-        return slot;
+        Panic.Raise($"{op}: addr {Panic.Addr(p)} was never allocated by malloc");
+    }
+
+    // The slack before and after a live block must still hold the pattern: a small underflow or overflow (within the
+    // pages, so no fault) is reported with FreeBSD's redzone messages, as for redzoned blocks.
+    private static void CheckSlack(int slot, byte* p, nuint size, MallocType type)
+    {
+        byte* first = FirstPage(slot, size), end = PagesEnd(slot);
+        int before = Count(first, (int)(p - first)), after = Count(p + size, (int)(end - (p + size)));
+        if (before == 0 && after == 0)
+            return;
+        string where = $"\n  type {type.ShortDesc}, allocated at {CallSites.Describe(s_site[slot])} (guard pages)";
+        if (before != 0)
+            KmemDiagnostics.Publish(KmemMessageKind.Warning, Redzones.Underflow(before, p, size) + where);
+        if (after != 0)
+            KmemDiagnostics.Publish(KmemMessageKind.Warning, Redzones.Overflow(after, p + size, size) + where);
+        Heap.PrintLog(p);
+
+        static int Count(byte* from, int n)
+        {
+            int bad = 0;
+            for (int i = 0; i < n; i++)
+                if (from[i] != Redzones.Pattern)
+                    bad++;
+            return bad;
+        }
     }
 
     private static void Reserve()
@@ -166,6 +236,6 @@ internal static unsafe class GuardPages
         if (p == 0)
             return;
         Pages.OwnRegions.Add((void*)p, s_stride * SlotCount);
-        s_base = (byte*)p;
+        Volatile.Write(ref s_baseComplement, ~(nuint)p);
     }
 }

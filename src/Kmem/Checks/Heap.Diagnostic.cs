@@ -91,6 +91,8 @@ public static unsafe partial class Heap
         bin->Count = 1;
         uint size = SizeClasses.SizeOf(cls);
         string at = "0x" + ((nuint)KmemMap.Base + off).ToString("x");
+        if (startOfBlock || (unit != null && unit->Kind == UnitKind.Slab))
+            PrintLog(KmemMap.Base + off); // a block the list should not lead to: its history
         if (unit != null && unit->Kind == UnitKind.Slab && unit->Class != cls)
             Panic.Raise($"malloc: wrong bucket (block {at} of size {SizeClasses.SizeOf(unit->Class)} follows {Panic.Addr(head)} on the free list of size {size})");
         if (startOfBlock)
@@ -150,6 +152,7 @@ public static unsafe partial class Heap
         if (!ReleaseOwner(b.Meta, b.Slot, owner))
         {
             KmemDiagnostics.Publish(KmemMessageKind.Warning, $"multiply freed item {Panic.Addr(p)} (freed by two threads at once)");
+            PrintLog(p);
             Panic.Raise("free: multiple frees");
         }
         TypeAccounting.Give(type, ThreadCaches.Slot(ThreadCaches.Current(), type.Index), ci->Size);
@@ -159,6 +162,8 @@ public static unsafe partial class Heap
         var entry = new QuarantineEntry { Link = BlockLink.Encode(block), PoisonBytes = poisoned, TypeIndex = (ushort)type.Index, Class = (byte)b.Class };
         if (Quarantine.Push(entry, out QuarantineEntry evicted))
             LeaveQuarantine(evicted);
+        if (!CheckSwitch.AnyDiagnostic)
+            TrimQuarantine(0); // the mode went off while this free ran: nothing else would release the block
     }
 
     // Clears the owner entry only if it still holds what the free validated: a second free that raced past the
@@ -287,14 +292,17 @@ public static unsafe partial class Heap
             KmemDiagnostics.Publish(KmemMessageKind.Warning, lines);
     }
 
-    // The bytes a realloc may keep in place: the request size of a redzoned or guarded block, else the block's size.
+    // The bytes a realloc may keep in place: the request size of a redzoned or guarded block (whose zones are verified
+    // here, as FreeBSD's realloc does), else the block's size.
     private static nuint UsableSize(byte* p, [NotNull] MallocType? type)
     {
+        if (type is not null && type.Magic != MallocType.MagicValue)
+            Panic.Raise("malloc - bogus type");
         if (type is not null && GuardPages.Contains(p))
             return GuardPages.SizeOf(p, type, "realloc");
         Block b = Locate(p, type, "realloc");
         if (b.Class >= 0 && (SlabMeta.Owner(b.Meta, b.Slot) & Redzones.OwnerFlag) != 0)
-            return Redzones.RequestedSize(KmemMap.UnitAddress(b.UnitIndex) + (nuint)b.Slot * b.Size, b.Size);
+            return CheckRedzones(KmemMap.UnitAddress(b.UnitIndex) + (nuint)b.Slot * b.Size, b, type);
         return b.Size;
     }
 }

@@ -68,6 +68,13 @@ internal static unsafe class MallocLog
         }
     }
 
+    /// <summary>Whether any word of the log's memory equals <paramref name="value"/> (tests: the log holds no address).</summary>
+    internal static bool HoldsWord(nuint value)
+    {
+        lock (s_lock)
+            return s_ring != null && new ReadOnlySpan<nuint>(s_ring, s_capacity * sizeof(Entry) / sizeof(nuint)).Contains(value);
+    }
+
     /// <summary>The logged events of <paramref name="p"/> and its neighbours, oldest first, as printable lines; null if none.</summary>
     public static string? Describe(void* p)
     {

@@ -46,6 +46,13 @@ internal static unsafe class Quarantine
                 visit(s_ring[i % s_ringSize]);
     }
 
+    /// <summary>Whether any word of the quarantine's memory equals <paramref name="value"/> (tests: it holds no address).</summary>
+    internal static bool HoldsWord(nuint value)
+    {
+        lock (s_lock)
+            return s_ring != null && new ReadOnlySpan<nuint>(s_ring, s_ringSize * sizeof(QuarantineEntry) / sizeof(nuint)).Contains(value);
+    }
+
     public static void Resize(int capacity)
     {
         lock (s_lock)

@@ -109,7 +109,12 @@ public static unsafe class Kmemleak
             return;
         bool removed;
         lock (KmemMap.UnmapGate) // once Free returns, no scan is reading the memory
-            removed = LeakTracking.Remove(RecordKind.Foreign, ~(nuint)ptr, out _);
+        {
+            LeakRecord? guarded;
+            lock (LeakTracking.Lock)
+                guarded = LeakTracking.ForeignContaining((nuint)ptr) is { Guarded: true } g && ~g.Key == (nuint)ptr ? g : null;
+            removed = guarded is null && LeakTracking.Remove(RecordKind.Foreign, ~(nuint)ptr, out _);
+        }
         if (removed)
             return;
         if (!Paint(ptr, LeakState.Black))
@@ -125,9 +130,9 @@ public static unsafe class Kmemleak
         LeakRecord? r;
         lock (LeakTracking.Lock)
             r = LeakTracking.ForeignContaining((nuint)ptr);
-        if (r is null)
+        if (r is null || r.Guarded)
         {
-            if (Resolve(ptr) is not null)
+            if (r is not null || Resolve(ptr) is not null)
                 throw new ArgumentException($"0x{(nuint)ptr:x} is Kmem memory; only registered foreign ranges can be freed in part", nameof(ptr));
             Debug($"Partially freeing unknown object at 0x{(nuint)ptr:x} (size {size})");
             return;

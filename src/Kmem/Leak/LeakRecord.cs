@@ -21,6 +21,9 @@ internal sealed class LeakRecord
     public uint Stamp;       // the thread's sequence number at allocation
     public long BirthMs = Leak.LeakScanner.NowMs;
     public List<(nuint Offset, nuint Length)>? Areas;
+    /// <summary>A guard-page block (DIAGNOSTIC): read like foreign memory, but Kmem's own block — reported as a Block,
+    /// never unregistered or split by the kmemleak API (which paints it instead).</summary>
+    public bool Guarded;
     // Scan state.
     public int Count;
     public bool Gray;

@@ -97,7 +97,7 @@ internal static unsafe class LeakReportFormatter
             RecordKind.Large => LeakObjectKind.Large,
             RecordKind.Vmalloc => LeakObjectKind.Vmalloc,
             RecordKind.PerCpu => LeakObjectKind.PerCpu,
-            RecordKind.Foreign => LeakObjectKind.Foreign,
+            RecordKind.Foreign => u.Object.Record?.Guarded == true ? LeakObjectKind.Block : LeakObjectKind.Foreign,
             _ => LeakObjectKind.Phys,
         },
         u.New);

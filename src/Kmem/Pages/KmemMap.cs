@@ -60,7 +60,6 @@ internal static unsafe class KmemMap
         // NetBSD checks at kmeminit that a free block can hold the free-list overlay; ours is two links (16 bytes).
         if ((1 << KmemOptions.MinBucketShift) < Slabs.BlockLink.OverlayBytes)
             Diagnostics.Panic.Raise("init: minbucket too small/struct freelist too big");
-        Slabs.SizeClasses.ApplyMinBucket(1u << KmemOptions.MinBucketShift);
         s_pages = OsPages.Provider;
         PageSize = s_pages.PageSize;
         ulong want = KmemOptions.KmemMapSize != 0 ? KmemOptions.KmemMapSize : OsPages.PhysicalMemory;

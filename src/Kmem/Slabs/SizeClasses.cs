@@ -25,6 +25,8 @@ internal static unsafe class SizeClasses
     private static readonly ClassInfo* s_info = BuildInfo();
     private static readonly byte* s_classOf = BuildClassTable();
 
+    static SizeClasses() => ApplyMinBucket(KmemOptions.MinBucketShift);
+
     private static ClassInfo* BuildInfo()
     {
         var sizes = new List<uint>();
@@ -69,12 +71,21 @@ internal static unsafe class SizeClasses
         return table;
     }
 
-    /// <summary>Makes requests below <paramref name="minBucket"/> bytes use the class of that size (MINBUCKET).</summary>
-    public static void ApplyMinBucket(uint minBucket)
+    /// <summary>Makes requests below 1 &lt;&lt; <paramref name="shift"/> bytes use the class of that size (MINBUCKET;
+    /// shifts below 4 leave the table alone: Kmem refuses them when it starts).</summary>
+    public static void ApplyMinBucket(int shift)
     {
-        int cls = ClassOf(minBucket);
-        for (uint i = 0; i * 16 < minBucket && i <= MaxSmall / 16; i++)
-            s_classOf[i] = (byte)cls;
+        if (shift < KmemOptions.SizeClassesMinShift || shift > KmemOptions.MaxMinBucketShift)
+            return;
+        uint minBucket = 1u << shift;
+        int c = 0;
+        for (int i = 0; i <= MaxSmall / 16; i++)
+        {
+            uint size = Math.Max((uint)i * 16, minBucket);
+            while (s_info[c].Size < size)
+                c++;
+            s_classOf[i] = (byte)c;
+        }
     }
 
     /// <summary>The class of a request of at most <see cref="MaxSmall"/> bytes.</summary>

@@ -34,6 +34,8 @@ public sealed class MallocType
     internal volatile int State;
     internal int Magic = MagicValue;
     internal volatile bool DiagnosticOn;
+    /// <summary>One of Kmem's own types (vmalloc descriptors): never chosen for guard pages by a type-less selection.</summary>
+    internal bool Internal;
 
     // What the fast paths read instead of State (kept by Checks.CheckSwitch.Refresh): Malloc's fast path runs only while
     // AllocGate is 0 (attached, no check applies); Free's fast path matches a block's owner entry against FreeKey, the

@@ -10,7 +10,12 @@ namespace Kmem;
 
 public static unsafe partial class Heap
 {
-    private static readonly Lazy<MallocType> s_vmAreaType = new(() => new MallocType("vmarea", "vmalloc area descriptors (vm_struct)"));
+    private static readonly Lazy<MallocType> s_vmAreaType = new(() =>
+    {
+        var type = new MallocType("vmarea", "vmalloc area descriptors (vm_struct)") { Internal = true };
+        Checks.CheckSwitch.Refresh(type);
+        return type;
+    });
 
     /// <summary>The type vmalloc descriptors (<see cref="VmArea"/>) are allocated under: "vmarea".</summary>
     public static MallocType VmAreaType => s_vmAreaType.Value;
