@@ -70,7 +70,8 @@ public sealed class KmemMemoryPool : MemoryPool<byte>
             string line = raw.Trim();
             if (line.StartsWith("at ", StringComparison.Ordinal))
                 line = line[3..];
-            if (line.Length == 0 || line.Contains("KmemMemoryPool", StringComparison.Ordinal) || line.StartsWith("System.Buffers.MemoryPool", StringComparison.Ordinal))
+            if (line.Length == 0 || line.StartsWith("Kmem.Pools.KmemMemoryPool", StringComparison.Ordinal)
+                || line.StartsWith("System.Buffers.MemoryPool", StringComparison.Ordinal))
                 continue;
             int at = line.LastIndexOf(" in ", StringComparison.Ordinal);
             int colon = at < 0 ? -1 : line.LastIndexOf(":line ", StringComparison.Ordinal);

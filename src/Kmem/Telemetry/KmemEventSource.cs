@@ -31,6 +31,9 @@ internal sealed unsafe class KmemEventSource : EventSource
 
     private KmemEventSource() { }
 
+    /// <summary>Creates the source (first use of Kmem does), so sessions of tools find it.</summary>
+    public static void EnsureCreated() => _ = Log;
+
     // ---- events ----
 
     [Event(1, Level = EventLevel.Informational, Keywords = Keywords.Leaks, Message = "kmemleak scan: {0} new, {1} suspected, {2} ms")]

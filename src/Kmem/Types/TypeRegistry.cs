@@ -30,6 +30,7 @@ internal static unsafe class TypeRegistry
             s_byIndex[index] = type;
             Volatile.Write(ref s_count, index + 1);
             Telemetry.KmemMetrics.EnsureCreated();
+            Telemetry.KmemEventSource.EnsureCreated(); // a tool's session reaches the source only once it exists
             return index;
         }
     }
