@@ -84,6 +84,8 @@ internal static unsafe class DiagnosticScenarios
                 }
                 case "diag-leaks":
                     return LeaksStayVisible(type);
+                case "diag-tool-target":
+                    return ToolTarget();
                 default:
                     return 2;
             }
@@ -93,6 +95,32 @@ internal static unsafe class DiagnosticScenarios
             Console.WriteLine("FAIL: " + e.Message);
             return 1;
         }
+    }
+
+    // A process for dotnet-kmem to attach to: known allocations under "served", three leaked blocks, its own view of
+    // the numbers on stdout, then it waits until stdin closes.
+    private static int ToolTarget()
+    {
+        Kmemleak.Write("minage=0");
+        var served = new MallocType("served", "tool test");
+        var kept = new List<nint>();
+        for (int i = 0; i < 10; i++)
+            kept.Add((nint)Heap.Malloc(100, served));
+        LeakThree(served);
+        MallocTypeStats s = served.GetStats();
+        Console.WriteLine($"self: inuse={s.InUse} memuse={s.MemUse} requests={s.Requests}");
+        Console.WriteLine("ready");
+        Console.Out.Flush();
+        Console.In.ReadToEnd();
+        GC.KeepAlive(kept);
+        return 0;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void LeakThree(MallocType type)
+    {
+        for (int i = 0; i < 3; i++)
+            Heap.Malloc(48, type, MallocFlags.Zero);
     }
 
     // With every DIAGNOSTIC structure holding the addresses of the leaked blocks (the allocation log records each

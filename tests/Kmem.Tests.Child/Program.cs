@@ -1,6 +1,14 @@
 // Program.cs — a child process for tests that must watch a process end: it performs one scenario named on its command line.
 using Kmem;
 
+if (args is ["plain-wait"])
+{
+    // A .NET process that never loads Kmem (for the tool's "has not loaded Kmem" error).
+    Console.WriteLine("ready");
+    Console.In.ReadLine();
+    return 0;
+}
+
 return args.Length != 1 ? 2
     : args[0].StartsWith("roots-", StringComparison.Ordinal) ? ProcessRootScenarios.Run(args[0])
     : args[0].StartsWith("diag-", StringComparison.Ordinal) ? DiagnosticScenarios.Run(args[0])

@@ -34,7 +34,8 @@ internal static class KmemCommands
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or KmemPanicException)
         {
-            return (1, e.Message.Split('\n')[0]);
+            string message = e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message;
+            return (1, message.Split('\n')[0]);
         }
     }
 }

@@ -1,0 +1,72 @@
+// Attach/TargetProcess.cs — finding .NET processes and telling whether one has Kmem loaded: the runtime's diagnostic
+// sockets in the temp folder ($TMPDIR/dotnet-diagnostic-{pid}-{key}-socket, as the runtime names them) and
+// /proc/{pid} (name, command line, and whether Kmem.dll is mapped). Enumerating the sockets ourselves avoids
+// DiagnosticsClient.GetPublishedProcesses, which throws in some containers (dotnet/diagnostics#5903).
+namespace Kmem.Tool.Attach;
+
+internal sealed record TargetInfo(int Pid, string Name, string CommandLine, bool HasKmem);
+
+internal static class TargetProcess
+{
+    /// <summary>Every process with a live diagnostic socket, lowest pid first.</summary>
+    public static List<TargetInfo> All()
+    {
+        var pids = new SortedSet<int>();
+        string tmp = Path.GetTempPath();
+        if (Directory.Exists(tmp))
+        {
+            foreach (string path in Directory.EnumerateFiles(tmp, "dotnet-diagnostic-*-socket"))
+            {
+                string[] parts = Path.GetFileName(path).Split('-');
+                if (parts.Length >= 4 && int.TryParse(parts[2], out int pid) && Directory.Exists($"/proc/{pid}"))
+                    pids.Add(pid);
+            }
+        }
+        return pids.Select(Describe).Where(t => t is not null).Select(t => t!).ToList();
+    }
+
+    public static TargetInfo? Describe(int pid)
+    {
+        try
+        {
+            string name = File.ReadAllText($"/proc/{pid}/comm").Trim();
+            string cmd = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ').Trim();
+            return new TargetInfo(pid, name, cmd, HasKmem(pid));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // gone, or not ours
+        }
+    }
+
+    private static bool HasKmem(int pid)
+    {
+        try
+        {
+            return File.ReadLines($"/proc/{pid}/maps").Any(l => l.EndsWith("/Kmem.dll", StringComparison.Ordinal));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The target for a command that needs Kmem: a clear error when the pid is bad, gone, not .NET or without Kmem.</summary>
+    public static TargetInfo Require(int pid)
+    {
+        if (pid <= 0)
+            throw new ToolException($"invalid process id {pid}");
+        if (!OperatingSystem.IsLinux())
+            throw new ToolException($"attaching is supported on Linux only (this is {System.Runtime.InteropServices.RuntimeInformation.OSDescription})");
+        TargetInfo? t = Describe(pid);
+        if (t is null)
+            throw new ToolException($"no process with id {pid} (or it belongs to another user)");
+        bool dotnet = Directory.Exists(Path.GetTempPath())
+            && Directory.EnumerateFiles(Path.GetTempPath(), $"dotnet-diagnostic-{pid}-*-socket").Any();
+        if (!dotnet)
+            throw new ToolException($"process {pid} ({t.Name}) is not a .NET process with diagnostics enabled");
+        if (!t.HasKmem)
+            throw new ToolException($"process {pid} ({t.Name}) has not loaded Kmem");
+        return t;
+    }
+}
