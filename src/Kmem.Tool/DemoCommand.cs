@@ -105,7 +105,7 @@ internal static unsafe class DemoCommand
         System.Runtime.InteropServices.CollectionsMarshal.AsSpan(nodes).Clear();
     }
 
-    // kmemleak: leak a list, a cycle, a per-CPU object and a vmalloc area; keep one block in a registered root and one
+    // kmemleak: leak a list, a cycle, a per-CPU object, a vmalloc area and a physical object; keep one block in a registered root and one
     // in a field of a live managed object; two scans of the whole process find the rest (the first primes checksums).
     private static void ShowLeakDetection()
     {
@@ -116,12 +116,14 @@ internal static unsafe class DemoCommand
         root[0] = (nint)Heap.Malloc(200, sessions); // reachable: not reported
         var owner = new SessionOwner();
         owner.Buffer = (nint)Heap.Malloc(512, sessions); // held by a managed object: not reported either
-        Leak(sessions);
+        using PhysRegion region = PhysRegion.Create(1 << 16); // physical objects are scanned while their region is mapped
+        region.Map();
+        Leak(sessions, region);
 
         Kmemleak.Write("minage=0"); // the default minimum age is 5 s
         Kmemleak.Scan();
         LeakScanResult result = Kmemleak.Scan();
-        var mine = result.Leaks.Where(l => l.Type == "sessions").ToList();
+        var mine = result.Leaks.Where(l => l.Type == "sessions" || l.Kind == LeakObjectKind.Phys).ToList();
         Console.Write(Indent(Kmemleak.ResultOf(mine, result.Stats).Summary()));
         LeakScanStats s = result.Stats;
         Console.WriteLine($"  The scan read {s.ProcessRootBytes / 1e6:F1} MB of process roots in {s.ProcessRootRanges} ranges and took"
@@ -193,7 +195,7 @@ internal static unsafe class DemoCommand
 
     // The leaks are made in a frame of their own: once it returns, its locals are dead stack the scan does not read.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private static void Leak(MallocType sessions)
+    private static void Leak(MallocType sessions, PhysRegion region)
     {
         nint* head = null;
         for (int i = 0; i < 3; i++) // a leaked list: the head is a direct leak, the rest indirect
@@ -207,6 +209,7 @@ internal static unsafe class DemoCommand
         b[0] = (nint)a;
         Heap.AllocPercpu(64, 8, sessions);
         Heap.Vmalloc(10_000, sessions);
+        Kmemleak.AllocPhys(region.Alloc(64), 64, 1); // a physical object whose address nobody keeps
     }
 
     private static string Indent(string text) =>
