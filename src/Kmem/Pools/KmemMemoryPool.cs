@@ -136,7 +136,18 @@ public sealed class KmemMemoryPool : MemoryPool<byte>
             _block = (nint)Heap.Malloc((nuint)length, type, MallocFlags.WaitOk, site.Member, site.File, site.Line);
         }
 
-        ~Lifetime() => Release(leaked: true);
+        ~Lifetime()
+        {
+            // A finalizer must not throw (it would end the process): a failure is reported instead.
+            try
+            {
+                Release(leaked: true);
+            }
+            catch (Exception e)
+            {
+                KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmem: freeing a leaked memory pool buffer failed: {e.Message}");
+            }
+        }
 
         public nint Block => Volatile.Read(ref _block);
 

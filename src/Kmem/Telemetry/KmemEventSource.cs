@@ -191,13 +191,15 @@ internal sealed unsafe class KmemEventSource : EventSource
 
     private void StartHeartbeat()
     {
+        if (!IsEnabled(EventLevel.Informational, Keywords.Commands))
+            return; // only sessions that can send commands need the flush
         lock (_lock)
             _heartbeat ??= new Timer(static s => ((KmemEventSource)s!).Beat(), this, 200, 200);
     }
 
     private void Beat()
     {
-        if (IsEnabled())
+        if (IsEnabled(EventLevel.Informational, Keywords.Commands))
         {
             Heartbeat(Interlocked.Increment(ref _beat));
             return;
