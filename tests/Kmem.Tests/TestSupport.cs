@@ -44,6 +44,20 @@ internal static class ChildProcess
     }
 }
 
+internal static class FaultAssert
+{
+    /// <summary>The child ended by a memory fault: the runtime turns the SIGSEGV into a fatal error and aborts (134), or
+    /// the signal ends it (139); it printed <paramref name="before"/> and never "survived".</summary>
+    public static void DiedOfFault((int ExitCode, string Stdout, string Stderr) run, string before)
+    {
+        (int code, string stdout, string stderr) = run;
+        Assert.Contains(before, stdout);
+        Assert.DoesNotContain("survived", stdout);
+        Assert.True(code is 134 or 139, $"exit code {code}; stdout: {stdout}; stderr: {stderr}");
+        Assert.True(stderr.Contains("SIGSEGV") || stderr.Contains("AccessViolation") || code == 139, stderr);
+    }
+}
+
 internal static class PanicAssert
 {
     /// <summary>Runs <paramref name="action"/>, expecting a panic with exactly <paramref name="message"/>.</summary>

@@ -124,28 +124,27 @@ internal static unsafe class GuardPages
 
     /// <summary>The request size of a live guarded block, after the same checks as <see cref="Release"/> (and its slack
     /// verified, as a free would).</summary>
-    public static nuint SizeOf(void* p, MallocType type, string op)
+    public static nuint SizeOf(void* p, MallocType type, string op) => s_size[CheckedSlot(p, type, op, take: false)];
+
+    // The slot of the live block at p, its slack verified; with take, also claimed for freeing (a racing free of the
+    // same block loses the claim). Panics with the reason otherwise.
+    private static int CheckedSlot(void* p, MallocType type, string op, bool take)
     {
         (int slot, string? problem) = Validate(p, type, op, take: false);
         if (problem is not null)
             Fail(p, op, slot, problem, type);
-        nuint size = s_size[slot];
-        CheckSlack(slot, (byte*)p, size, type);
-        return size;
+        CheckSlack(slot, (byte*)p, s_size[slot], type);
+        if (take && Validate(p, type, op, take: true).Problem is { } lost)
+            Fail(p, op, slot, lost, type);
+        return slot;
     }
 
     /// <summary>Frees a guarded block: its slack is verified, its pages become inaccessible (after its leak record is
     /// gone, under the unmap gate, so no scan reads them) and its slot waits before reuse.</summary>
     public static void Release(void* p, MallocType type, string op)
     {
-        (int slot, string? problem) = Validate(p, type, op, take: false);
-        if (problem is not null)
-            Fail(p, op, slot, problem, type);
+        int slot = CheckedSlot(p, type, op, take: true);
         nuint size = s_size[slot];
-        CheckSlack(slot, (byte*)p, size, type);
-        (_, problem) = Validate(p, type, op, take: true); // a racing free of the same block loses here
-        if (problem is not null)
-            Fail(p, op, slot, problem, type);
         lock (Pages.KmemMap.UnmapGate)
         {
             LeakTracking.Remove(RecordKind.Foreign, ~(nuint)p, out _);
