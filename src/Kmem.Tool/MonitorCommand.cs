@@ -27,39 +27,51 @@ internal static class MonitorCommand
         TargetProcess.Require(pid);
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
-        var end = duration > 0 ? DateTime.UtcNow.AddSeconds(duration) : DateTime.MaxValue;
-        Dictionary<string, TypeRow>? previous = null;
-        var wait = TimeSpan.FromSeconds(timeout);
-
-        Table Refresh()
+        var monitor = new Monitor(pid, TimeSpan.FromSeconds(timeout), cancel.Token);
+        DateTime end = duration > 0 ? DateTime.UtcNow.AddSeconds(duration) : DateTime.MaxValue;
+        var pause = TimeSpan.FromSeconds(interval);
+        bool More() => !cancel.IsCancellationRequested && DateTime.UtcNow < end && !cancel.Token.WaitHandle.WaitOne(pause);
+        try
         {
-            Reply reply = KmemClient.Run(pid, "stat", wait);
+            if (Console.IsOutputRedirected)
+            {
+                do
+                {
+                    AnsiConsole.Write(monitor.Refresh());
+                    Console.WriteLine();
+                }
+                while (More());
+                return 0;
+            }
+            AnsiConsole.Live(monitor.Refresh()).Start(ctx =>
+            {
+                while (More())
+                {
+                    ctx.UpdateTarget(monitor.Refresh());
+                    ctx.Refresh();
+                }
+            });
+        }
+        catch (OperationCanceledException)
+        {
+            // Ctrl+C during a refresh
+        }
+        return 0;
+    }
+
+    /// <summary>One refresh after another: each a `stat` in the target, compared with the one before (by type index).</summary>
+    private sealed class Monitor(int pid, TimeSpan timeout, CancellationToken cancel)
+    {
+        private Dictionary<int, TypeRow>? _previous;
+
+        public Table Refresh()
+        {
+            Reply reply = KmemClient.Run(pid, "stat", timeout, cancel);
             ToolCommon.Expect(reply, "stat");
-            Table table = StatCommand.TypeTable(reply.Types.OrderByDescending(t => t.MemUse), previous ?? new Dictionary<string, TypeRow>());
+            Table table = StatCommand.TypeTable(reply.Types.OrderByDescending(t => t.MemUse), _previous, showDelta: true);
             table.Caption($"process {pid}, {DateTime.Now:HH:mm:ss}; Ctrl+C to stop");
-            previous = reply.Types.ToDictionary(t => t.Type);
+            _previous = reply.Types.ToDictionary(t => t.Index);
             return table;
         }
-
-        bool More() => !cancel.IsCancellationRequested && DateTime.UtcNow < end;
-        if (Console.IsOutputRedirected)
-        {
-            do
-            {
-                AnsiConsole.Write(Refresh());
-                Console.WriteLine();
-            }
-            while (More() && !cancel.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(interval)));
-            return 0;
-        }
-        AnsiConsole.Live(Refresh()).Start(ctx =>
-        {
-            while (More() && !cancel.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(interval)))
-            {
-                ctx.UpdateTarget(Refresh());
-                ctx.Refresh();
-            }
-        });
-        return 0;
     }
 }

@@ -9,7 +9,7 @@ internal static class PsCommand
 {
     public static Command Create()
     {
-        var all = new Option<bool>("--all") { Description = "List every .NET process, with a column saying whether Kmem is loaded." };
+        var all = new Option<bool>("--all") { Description = "List every .NET process, with a column saying whether Kmem is loaded (? when the process's maps cannot tell: single-file, Native AOT, another user's)." };
         var command = new Command("ps", "List .NET processes with Kmem loaded (pid, name, command line).") { all };
         command.SetAction(r => ToolCommon.Guard(() => Run(r.GetValue(all))));
         return command;
@@ -19,7 +19,7 @@ internal static class PsCommand
     {
         if (!OperatingSystem.IsLinux())
             throw new ToolException("ps is supported on Linux only");
-        List<TargetInfo> targets = TargetProcess.All().Where(t => all || t.HasKmem).ToList();
+        List<TargetInfo> targets = TargetProcess.All().Where(t => all || t.HasKmem != false).ToList();
         if (targets.Count == 0)
         {
             Console.WriteLine(all ? "no .NET processes found" : "no .NET process has Kmem loaded (try --all)");
@@ -33,7 +33,7 @@ internal static class PsCommand
         {
             var cells = new List<string> { t.Pid.ToString(), Markup.Escape(t.Name) };
             if (all)
-                cells.Add(t.HasKmem ? "yes" : "no");
+                cells.Add(t.HasKmem switch { true => "yes", false => "no", null => "?" });
             cells.Add(Markup.Escape(t.CommandLine));
             table.AddRow(cells.ToArray());
         }

@@ -27,27 +27,28 @@ internal static class StatCommand
             Console.WriteLine(JsonSerializer.Serialize(new { pid, types = reply.Types, vmstat }, new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }
-        AnsiConsole.Write(TypeTable(reply.Types.OrderByDescending(t => t.MemUse), null));
+        AnsiConsole.Write(TypeTable(reply.Types.OrderByDescending(t => t.MemUse), null, showDelta: false));
         Console.WriteLine();
         Console.Write(vmstat);
         return 0;
     }
 
-    /// <summary>The types as a table; with <paramref name="previous"/>, a column of changes since then.</summary>
-    public static Table TypeTable(IEnumerable<TypeRow> rows, IReadOnlyDictionary<string, TypeRow>? previous)
+    /// <summary>The types as a table; with <paramref name="showDelta"/>, a column of changes since <paramref name="previous"/>
+    /// (rows matched by type index: names need not be unique; blank before there is a previous table).</summary>
+    public static Table TypeTable(IEnumerable<TypeRow> rows, IReadOnlyDictionary<int, TypeRow>? previous, bool showDelta)
     {
         var table = new Table().AddColumn("Type").AddColumn(new TableColumn("In use").RightAligned())
             .AddColumn(new TableColumn("Memory").RightAligned());
-        if (previous is not null)
+        if (showDelta)
             table.AddColumn(new TableColumn("Δ memory").RightAligned());
         table.AddColumn(new TableColumn("High use").RightAligned()).AddColumn(new TableColumn("Limit").RightAligned())
             .AddColumn(new TableColumn("Requests").RightAligned()).AddColumn(new TableColumn("Limit blocks").RightAligned());
         foreach (TypeRow t in rows)
         {
             var cells = new List<string> { Markup.Escape(t.Type), t.InUse.ToString("N0"), ToolCommon.Bytes(t.MemUse) };
-            if (previous is not null)
+            if (showDelta)
             {
-                long delta = previous.TryGetValue(t.Type, out TypeRow? p) ? t.MemUse - p.MemUse : t.MemUse;
+                long delta = previous is null ? 0 : previous.TryGetValue(t.Index, out TypeRow? p) ? t.MemUse - p.MemUse : t.MemUse;
                 cells.Add(delta == 0 ? "" : (delta > 0 ? "+" : "-") + ToolCommon.Bytes(Math.Abs(delta)));
             }
             cells.Add(ToolCommon.Bytes(t.HighUse));

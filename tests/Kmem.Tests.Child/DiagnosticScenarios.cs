@@ -85,7 +85,9 @@ internal static unsafe class DiagnosticScenarios
                 case "diag-leaks":
                     return LeaksStayVisible(type);
                 case "diag-tool-target":
-                    return ToolTarget();
+                    return ToolTarget(throwingHandler: false);
+                case "diag-tool-throwing":
+                    return ToolTarget(throwingHandler: true);
                 default:
                     return 2;
             }
@@ -99,7 +101,7 @@ internal static unsafe class DiagnosticScenarios
 
     // A process for dotnet-kmem to attach to: known allocations under "served", three leaked blocks, its own view of
     // the numbers on stdout, then it waits until stdin closes.
-    private static int ToolTarget()
+    private static int ToolTarget(bool throwingHandler)
     {
         Kmemleak.Write("minage=0");
         var served = new MallocType("served", "tool test");
@@ -107,6 +109,25 @@ internal static unsafe class DiagnosticScenarios
         for (int i = 0; i < 10; i++)
             kept.Add((nint)Heap.Malloc(100, served));
         LeakThree(served);
+        // Two types may share a name (as in NetBSD); the tool tells them apart.
+        MallocType dupA = new("dup"), dupB = new("dup");
+        kept.Add((nint)Heap.Malloc(16, dupA));
+        kept.Add((nint)Heap.Malloc(16, dupB));
+        kept.Add((nint)Heap.Malloc(16, dupB));
+        // A memory-pool buffer whose owner is dropped without Dispose: reported once the GC collects it.
+        using var pool = new Kmem.Pools.KmemMemoryPool(new MallocType("pooled"));
+        DropPoolOwner(pool);
+        for (int i = 0; i < 5; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+        if (throwingHandler)
+            KmemDiagnostics.Message += (_, text) =>
+            {
+                if (text.Contains("suspected memory leaks", StringComparison.Ordinal))
+                    throw new IOException("a handler that fails");
+            };
         MallocTypeStats s = served.GetStats();
         Console.WriteLine($"self: inuse={s.InUse} memuse={s.MemUse} requests={s.Requests}");
         Console.WriteLine("ready");
@@ -115,6 +136,9 @@ internal static unsafe class DiagnosticScenarios
         GC.KeepAlive(kept);
         return 0;
     }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void DropPoolOwner(Kmem.Pools.KmemMemoryPool pool) => pool.Rent(256).Memory.Span.Fill(1);
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     private static void LeakThree(MallocType type)

@@ -73,6 +73,7 @@ public sealed class TelemetryTests
     private sealed class Collector : EventListener
     {
         public readonly ConcurrentQueue<EventWrittenEventArgs> Events = new();
+        private readonly SemaphoreSlim _arrived = new(0);
         private EventSource? _kmem;
 
         protected override void OnEventSourceCreated(EventSource source)
@@ -87,20 +88,32 @@ public sealed class TelemetryTests
         protected override void OnEventWritten(EventWrittenEventArgs e)
         {
             if (e.EventSource.Name == "Kmem")
+            {
                 Events.Enqueue(e);
+                _arrived.Release();
+            }
         }
 
-        public string Reply(string id)
+        /// <summary>Waits (event by event; the 2-minute bound only stops a hang) until an event satisfies <paramref name="done"/>.</summary>
+        public T WaitFor<T>(Func<T?> done) where T : class
         {
-            for (int i = 0; i < 200; i++)
+            var guard = DateTime.UtcNow.AddMinutes(2);
+            while (true)
             {
-                var parts = Events.Where(e => e.EventName == "CommandReply" && (string?)e.Payload![0] == id).ToList();
-                if (parts.Count > 0 && parts.Count == (int)parts[0].Payload![4]!)
-                    return (int)parts[0].Payload![2]! + ":" + string.Concat(parts.OrderBy(p => (int)p.Payload![3]!).Select(p => (string)p.Payload![5]!));
-                Thread.Sleep(25);
+                if (done() is { } value)
+                    return value;
+                if (!_arrived.Wait(guard - DateTime.UtcNow > TimeSpan.Zero ? guard - DateTime.UtcNow : TimeSpan.Zero))
+                    throw new InvalidOperationException("the awaited event never came (hang guard)");
             }
-            throw new TimeoutException("no reply to " + id);
         }
+
+        public string Reply(string id) => WaitFor(() =>
+        {
+            var parts = Events.Where(e => e.EventName == "CommandReply" && (string?)e.Payload![0] == id).ToList();
+            return parts.Count > 0 && parts.Count == (int)parts[0].Payload![4]!
+                ? (int)parts[0].Payload![2]! + ":" + string.Concat(parts.OrderBy(p => (int)p.Payload![3]!).Select(p => (string)p.Payload![5]!))
+                : null;
+        });
     }
 
     [Fact]
@@ -116,7 +129,8 @@ public sealed class TelemetryTests
         Assert.Contains("Memory statistics by type", stat);
         EventWrittenEventArgs row = Assert.Single(c.Events, e => e.EventName == "TypeStat" && (string?)e.Payload![1] == t.ShortDesc);
         Assert.Equal("r1", row.Payload![0]);
-        Assert.Equal(t.GetStats().MemUse, (long)row.Payload![3]!);
+        Assert.Equal(t.Index, (int)row.Payload![2]!);
+        Assert.Equal(t.GetStats().MemUse, (long)row.Payload![4]!);
 
         c.Send(new Dictionary<string, string?> { ["Command"] = "no-such-command", ["RequestId"] = "r2" });
         Assert.Equal("1:unknown kmemleak command 'no-such-command'", c.Reply("r2"));
@@ -132,10 +146,12 @@ public sealed class TelemetryTests
         Assert.Contains(c.Events, e => e.EventName == "LeakScanCompleted");
         c.Send(new Dictionary<string, string?> { ["Command"] = "verify", ["RequestId"] = "r6" });
         Assert.Matches(@"^0:verify: \d+ quarantined and \d+ listed free blocks checked, 0 problem\(s\)$", c.Reply("r6"));
+        long accepted = Telemetry.KmemEventSource.Log.RequestsAccepted;
         c.Send(new Dictionary<string, string?> { ["Command"] = "stat", ["RequestId"] = "r1" }); // an id already answered
-        Thread.Sleep(300);
-        Assert.Single(c.Events, e => e.EventName == "CommandReply" && (string?)e.Payload![0] == "r1");
-        Assert.Contains(c.Events, e => e.EventName == "Heartbeat"); // while a session is on, every 200 ms
+        Assert.Equal(accepted, Telemetry.KmemEventSource.Log.RequestsAccepted); // refused on the enabling thread, not queued
+        c.Send(new Dictionary<string, string?> { ["Command"] = "stat", ["RequestId"] = "r7" });
+        Assert.Equal(accepted + 1, Telemetry.KmemEventSource.Log.RequestsAccepted);
+        c.WaitFor(() => c.Events.FirstOrDefault(e => e.EventName == "Heartbeat")); // while a session is on, every 200 ms
         Kmemleak.Write("clear");
         Heap.Free(p, t);
     }

@@ -14,9 +14,15 @@ public sealed class ToolTests : IDisposable
 
     public ToolTests()
     {
-        _target = Start("diag-tool-target");
-        _self = _target.StandardOutput.ReadLine() ?? "";
-        Assert.Equal("ready", _target.StandardOutput.ReadLine());
+        (_target, _self) = StartTarget("diag-tool-target");
+    }
+
+    private static (Process Target, string Self) StartTarget(string scenario)
+    {
+        Process target = Start(scenario);
+        string self = target.StandardOutput.ReadLine() ?? "";
+        Assert.Equal("ready", target.StandardOutput.ReadLine());
+        return (target, self);
     }
 
     public void Dispose()
@@ -58,6 +64,10 @@ public sealed class ToolTests : IDisposable
         JsonElement served = doc.RootElement.GetProperty("types").EnumerateArray().Single(t => t.GetProperty("Type").GetString() == "served");
         Assert.Equal(_self, $"self: inuse={served.GetProperty("InUse").GetInt64()} memuse={served.GetProperty("MemUse").GetInt64()} requests={served.GetProperty("Requests").GetInt64()}");
         Assert.Contains("Memory statistics by type", doc.RootElement.GetProperty("vmstat").GetString());
+        // Two types named "dup": two rows, told apart by index.
+        var dups = doc.RootElement.GetProperty("types").EnumerateArray().Where(t => t.GetProperty("Type").GetString() == "dup").ToList();
+        Assert.Equal(2, dups.Select(t => t.GetProperty("Index").GetInt32()).Distinct().Count());
+        Assert.Equal(new long[] { 1, 2 }, dups.Select(t => t.GetProperty("InUse").GetInt64()).Order());
 
         (code, stdout, stderr) = Tool("stat", "-p", Pid);
         Assert.True(code == 0, stderr);
@@ -72,15 +82,21 @@ public sealed class ToolTests : IDisposable
         Assert.True(code == 23, $"exit {code}: {stderr}");
         using JsonDocument doc = JsonDocument.Parse(stdout);
         var leaks = doc.RootElement.GetProperty("leaks").EnumerateArray().ToList();
-        Assert.Equal(3, leaks.Count(l => l.GetProperty("Type").GetString() == "served" && l.GetProperty("Size").GetInt64() == 48));
-        Assert.All(leaks, l => Assert.Contains("LeakThree", l.GetProperty("Site").GetString()));
+        var served = leaks.Where(l => l.GetProperty("Type").GetString() == "served").ToList();
+        Assert.Equal(3, served.Count(l => l.GetProperty("Size").GetInt64() == 48));
+        Assert.All(served, l => Assert.Contains("LeakThree", l.GetProperty("Site").GetString()));
+        JsonElement pooled = Assert.Single(leaks, l => l.GetProperty("Type").GetString() == "pooled");
+        Assert.Equal(256, pooled.GetProperty("Size").GetInt64());
+        Assert.Contains("DropPoolOwner", pooled.GetProperty("Site").GetString());
         string report = doc.RootElement.GetProperty("report").GetString()!;
         Assert.StartsWith("Direct leak of 144 byte(s) in 3 object(s) of type served", report);
+        Assert.Contains("1 memory pool buffer(s) collected without Dispose", report);
         Assert.Contains("unreferenced object 0x", report);
 
         (code, stdout, _) = Tool("leaks", "-p", Pid); // what the last scan found, without --fail-on-leak
         Assert.Equal(0, code);
         Assert.Contains("SUMMARY: 144 byte(s) leaked in 3 allocation(s).", stdout);
+        Assert.Contains("memory pool buffer of type pooled collected without Dispose", stdout);
     }
 
     [Fact]
@@ -91,6 +107,10 @@ public sealed class ToolTests : IDisposable
         (code, stdout, stderr) = Tool("ctl", "-p", Pid, "verify");
         Assert.True(code == 0, stderr);
         Assert.Matches(@"^verify: \d+ quarantined and \d+ listed free blocks checked, 0 problem\(s\)\n$", stdout);
+        (code, _, stderr) = Tool("ctl", "-p", Pid, "scan=60"); // a command with a value
+        Assert.True(code == 0, stderr);
+        (code, _, stderr) = Tool("ctl", "-p", Pid, "scan=off");
+        Assert.True(code == 0, stderr);
         (code, stdout, stderr) = Tool("ctl", "-p", Pid, "no-such-command");
         Assert.Equal(1, code);
         Assert.Equal("dotnet-kmem: error: 'no-such-command' failed in the target: unknown kmemleak command 'no-such-command'\n", stderr.Replace("\r", ""));
@@ -105,7 +125,32 @@ public sealed class ToolTests : IDisposable
         Assert.Contains("diag-tool-target", stdout);
         (code, stdout, stderr) = Tool("monitor", "-p", Pid, "--duration", "1");
         Assert.True(code == 0, stderr);
-        Assert.Matches(@"served\s*│\s*13\s*│\s*1264 B", stdout);
+        Assert.Matches(@"served\s*│\s*13\s*│\s*1264 B\s*│\s*│", stdout); // the first table has no changes to show
+    }
+
+    [Fact]
+    public void A_command_that_fails_inside_the_target_is_reported_and_the_target_lives_on()
+    {
+        (Process target, _) = StartTarget("diag-tool-throwing");
+        try
+        {
+            string pid = target.Id.ToString();
+            var (code, _, stderr) = Tool("ctl", "-p", pid, "scan"); // the first scan reports nothing: no message
+            Assert.True(code == 0, stderr);
+            (code, _, stderr) = Tool("ctl", "-p", pid, "scan");     // this one publishes "… new suspected memory leaks"
+            Assert.Equal(1, code);
+            Assert.Equal("dotnet-kmem: error: 'scan' failed in the target: IOException: a handler that fails\n", stderr.Replace("\r", ""));
+            Assert.False(target.HasExited);
+            (code, _, stderr) = Tool("stat", "-p", pid);
+            Assert.True(code == 0, stderr);
+        }
+        finally
+        {
+            target.StandardInput.Close();
+            if (!target.WaitForExit(10_000))
+                target.Kill();
+            target.Dispose();
+        }
     }
 
     [Fact]

@@ -1,10 +1,13 @@
 // Attach/TargetProcess.cs — finding .NET processes and telling whether one has Kmem loaded: the runtime's diagnostic
 // sockets in the temp folder ($TMPDIR/dotnet-diagnostic-{pid}-{key}-socket, as the runtime names them) and
 // /proc/{pid} (name, command line, and whether Kmem.dll is mapped). Enumerating the sockets ourselves avoids
-// DiagnosticsClient.GetPublishedProcesses, which throws in some containers (dotnet/diagnostics#5903).
+// DiagnosticsClient.GetPublishedProcesses, which throws in some containers (dotnet/diagnostics#5903). Whether Kmem is
+// loaded is known from the maps only for ordinary apps; single-file and Native AOT apps map no Kmem.dll, and another
+// user's maps cannot be read: those are "unknown", and a command finds out by asking (KmemClient's probe).
 namespace Kmem.Tool.Attach;
 
-internal sealed record TargetInfo(int Pid, string Name, string CommandLine, bool HasKmem);
+/// <summary>A .NET process; HasKmem is null when the maps cannot tell (single-file, Native AOT, another user's).</summary>
+internal sealed record TargetInfo(int Pid, string Name, string CommandLine, bool? HasKmem);
 
 internal static class TargetProcess
 {
@@ -39,15 +42,22 @@ internal static class TargetProcess
         }
     }
 
-    private static bool HasKmem(int pid)
+    private static bool? HasKmem(int pid)
     {
         try
         {
-            return File.ReadLines($"/proc/{pid}/maps").Any(l => l.EndsWith("/Kmem.dll", StringComparison.Ordinal));
+            bool coreLib = false;
+            foreach (string line in File.ReadLines($"/proc/{pid}/maps"))
+            {
+                if (line.EndsWith("/Kmem.dll", StringComparison.Ordinal))
+                    return true;
+                coreLib |= line.EndsWith("/System.Private.CoreLib.dll", StringComparison.Ordinal);
+            }
+            return coreLib ? false : null; // assemblies mapped as files, but not Kmem's; or a bundle we cannot see into
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return false;
+            return null;
         }
     }
 
@@ -65,8 +75,8 @@ internal static class TargetProcess
             && Directory.EnumerateFiles(Path.GetTempPath(), $"dotnet-diagnostic-{pid}-*-socket").Any();
         if (!dotnet)
             throw new ToolException($"process {pid} ({t.Name}) is not a .NET process with diagnostics enabled");
-        if (!t.HasKmem)
+        if (t.HasKmem == false)
             throw new ToolException($"process {pid} ({t.Name}) has not loaded Kmem");
-        return t;
+        return t; // loaded, or unknown: the command's probe decides
     }
 }

@@ -53,7 +53,7 @@ internal static class CallSites
             if (id == 0 || id >= s_byId.Count)
                 return "unknown";
             Site s = s_byId[(int)id];
-            return $"{s.Member} at {s.File}:{s.Line}";
+            return s.File.Length == 0 ? s.Member : $"{s.Member} at {s.File}:{s.Line}";
         }
     }
 }

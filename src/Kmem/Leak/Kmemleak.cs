@@ -31,7 +31,10 @@ public static unsafe class Kmemleak
     private static bool s_leaksFound;
     private static List<Unreferenced> s_last = new();
     private static long s_lastStartMs;
-    private static readonly List<string> s_poolLeaks = new(); // memory-pool owners collected without Dispose, as report text
+    private static readonly List<PoolLeakEntry> s_poolLeaks = new(); // memory-pool owners collected without Dispose
+
+    /// <summary>A pool buffer whose owner was collected without Dispose: its report line set and its facts.</summary>
+    internal sealed record PoolLeakEntry(string Address, int Size, string Type, string Site, string Text);
     private static LeakScanStats s_lastStats = new(0, 0, TimeSpan.Zero);
     private static Thread? s_autoThread;
     private static volatile bool s_autoStop;
@@ -376,8 +379,8 @@ public static unsafe class Kmemleak
             foreach (Unreferenced u in s_last)
                 if (StillThere(u))
                     LeakReportFormatter.AppendReport(o, u, TraceOf(u));
-            foreach (string entry in s_poolLeaks)
-                o.Append(entry);
+            foreach (PoolLeakEntry entry in s_poolLeaks)
+                o.Append(entry.Text);
         }
         return o.ToString();
     }
@@ -549,13 +552,20 @@ public static unsafe class Kmemleak
     /// <see cref="Read"/> (in the kernel's form, the object already freed) until <c>clear</c>.</summary>
     internal static void RecordPoolLeak(nint block, int size, string type, string stack)
     {
-        string entry = $"unreferenced object 0x{block:x} (size {size}):\n  comm \"finalizer\", pid {Environment.ProcessId}, jiffies {LeakScanner.NowMs}\n"
+        string text = $"unreferenced object 0x{block:x} (size {size}):\n  comm \"finalizer\", pid {Environment.ProcessId}, jiffies {Math.Max(0, LeakScanner.NowMs)}\n"
             + $"  memory pool buffer of type {type} collected without Dispose (its block was freed)\n  backtrace:\n    {stack}\n";
         lock (s_scanLock)
         {
             if (s_poolLeaks.Count < 10_000)
-                s_poolLeaks.Add(entry);
+                s_poolLeaks.Add(new PoolLeakEntry($"0x{block:x}", size, type, stack.Split('\n')[0].Trim(), text));
         }
+    }
+
+    /// <summary>The last scan's result, the pool leaks and the report text, taken together (one lock, so they agree).</summary>
+    internal static (LeakScanResult Result, IReadOnlyList<PoolLeakEntry> PoolLeaks, string Report) Snapshot()
+    {
+        lock (s_scanLock)
+            return (Current(), s_poolLeaks.ToArray(), Read());
     }
 
     private static void Clear()

@@ -65,7 +65,7 @@ public sealed class KmemMemoryPool : MemoryPool<byte>
     {
         var lines = new List<string>();
         Site? first = null;
-        foreach (string raw in new StackTrace(1, fNeedFileInfo: true).ToString().Split('\n'))
+        foreach (string raw in new StackTrace(1, fNeedFileInfo: false).ToString().Split('\n'))
         {
             string line = raw.Trim();
             if (line.StartsWith("at ", StringComparison.Ordinal))
@@ -116,7 +116,7 @@ public sealed class KmemMemoryPool : MemoryPool<byte>
         protected override void Dispose(bool disposing)
         {
             if (disposing)
-                _lifetime.Release(leaked: false);
+                _lifetime.Release();
         }
     }
 
@@ -136,38 +136,41 @@ public sealed class KmemMemoryPool : MemoryPool<byte>
             _block = (nint)Heap.Malloc((nuint)length, type, MallocFlags.WaitOk, site.Member, site.File, site.Line);
         }
 
+        // The owner was collected without Dispose. A finalizer must never throw (that ends the process): the block is
+        // freed first (a panic there was already published), then each report is made on its own.
         ~Lifetime()
         {
-            // A finalizer must not throw (it would end the process): a failure is reported instead.
-            try
+            nint block = Interlocked.Exchange(ref _block, 0);
+            if (block == 0)
+                return;
+            Try(() => Heap.Free((void*)block, _type));
+            Try(() => Kmemleak.RecordPoolLeak(block, _length, _type.ShortDesc, _site.Stack));
+            Try(() => KmemTelemetry.PoolLeak(_type.ShortDesc, _length, _site.Stack));
+            Try(() => KmemDiagnostics.Publish(KmemMessageKind.Warning,
+                $"a memory pool buffer of type {_type.ShortDesc} ({_length} bytes) was collected without Dispose; rented at {_site.Stack.Split('\n')[0]}"));
+
+            static void Try(Action report)
             {
-                Release(leaked: true);
-            }
-            catch (Exception e)
-            {
-                KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmem: freeing a leaked memory pool buffer failed: {e.Message}");
+                try
+                {
+                    report();
+                }
+                catch (Exception)
+                {
+                    // nothing can be done from a finalizer; the other reports still go out
+                }
             }
         }
 
         public nint Block => Volatile.Read(ref _block);
 
-        public void Release(bool leaked)
+        /// <summary>Dispose: frees the block (once); a panic from the free reaches the caller.</summary>
+        public void Release()
         {
             nint block = Interlocked.Exchange(ref _block, 0);
             if (block == 0)
                 return;
-            if (leaked)
-            {
-                string first = _site.Stack.Split('\n')[0];
-                KmemTelemetry.PoolLeak(_type.ShortDesc, _length, _site.Stack);
-                KmemDiagnostics.Publish(KmemMessageKind.Warning,
-                    $"kmem: a memory pool buffer of type {_type.ShortDesc} ({_length} bytes) was collected without Dispose; rented at {first}");
-                Kmemleak.RecordPoolLeak(block, _length, _type.ShortDesc, _site.Stack);
-            }
-            else
-            {
-                GC.SuppressFinalize(this);
-            }
+            GC.SuppressFinalize(this);
             Heap.Free((void*)block, _type);
         }
     }

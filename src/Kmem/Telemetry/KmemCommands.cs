@@ -13,16 +13,27 @@ internal static class KmemCommands
             switch (command)
             {
                 case "stat":
-                    foreach (MallocTypeStats s in Heap.TypeStats())
-                        KmemEventSource.Log.TypeStat(requestId, s.Type, s.InUse, s.MemUse, s.HighUse,
+                    // Names need not be unique (as in NetBSD): each row carries the type's index too.
+                    foreach (MallocType type in Types.TypeRegistry.AttachedSnapshot())
+                    {
+                        MallocTypeStats s = type.GetStats();
+                        KmemEventSource.Log.TypeStat(requestId, s.Type, type.Index, s.InUse, s.MemUse, s.HighUse,
                             s.Limit > long.MaxValue ? long.MaxValue : (long)s.Limit, s.Requests, s.LimitBlocks);
+                    }
                     return (0, Heap.FormatVmstat());
                 case "leaks":
                 {
-                    LeakScanResult last = Kmemleak.Current();
+                    (LeakScanResult last, var pool, string report) = Kmemleak.Snapshot();
                     foreach (LeakReport l in last.Leaks)
                         KmemEventSource.Log.SuspectedLeak($"0x{l.Address:x}", (long)l.Size, l.Type, l.Site, l.Direct ? 1 : 0, requestId);
-                    return (0, last.Leaks.Count == 0 ? "no suspected leaks\n" : last.Summary() + "\n" + Kmemleak.Read());
+                    foreach (var p in pool)
+                        KmemEventSource.Log.SuspectedLeak(p.Address, p.Size, p.Type, p.Site, 1, requestId);
+                    if (last.Leaks.Count == 0 && pool.Count == 0)
+                        return (0, "no suspected leaks\n");
+                    string summary = last.Leaks.Count == 0 ? "" : last.Summary();
+                    if (pool.Count > 0)
+                        summary += $"{pool.Count} memory pool buffer(s) collected without Dispose (listed below).\n";
+                    return (0, summary + "\n" + report);
                 }
                 case "scan":
                     return (0, Kmemleak.Scan().Summary());
@@ -36,6 +47,11 @@ internal static class KmemCommands
         {
             string message = e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message;
             return (1, message.Split('\n')[0]);
+        }
+        catch (Exception e)
+        {
+            // A command must never take its process down (a message handler that throws, no memory): say what failed.
+            return (1, $"{e.GetType().Name}: {e.Message.Split('\n')[0]}");
         }
     }
 }

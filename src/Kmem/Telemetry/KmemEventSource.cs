@@ -21,6 +21,10 @@ internal sealed unsafe class KmemEventSource : EventSource
     private readonly Queue<string> _seenRequests = new();
     private Timer? _heartbeat;
     private long _beat;
+    private long _requestsAccepted;
+
+    /// <summary>Requests accepted so far (each id once); counted on the enabling thread, before the work is queued.</summary>
+    internal long RequestsAccepted => Interlocked.Read(ref _requestsAccepted);
 
     public static class Keywords
     {
@@ -105,20 +109,21 @@ internal sealed unsafe class KmemEventSource : EventSource
     }
 
     [Event(6, Level = EventLevel.Informational, Keywords = Keywords.Commands)]
-    public void TypeStat(string RequestId, string Type, long InUse, long MemUse, long HighUse, long Limit, long Requests, long LimitBlocks)
+    public void TypeStat(string RequestId, string Type, int TypeIndex, long InUse, long MemUse, long HighUse, long Limit, long Requests, long LimitBlocks)
     {
         fixed (char* r = RequestId, t = Type)
         {
-            EventData* d = stackalloc EventData[8];
+            EventData* d = stackalloc EventData[9];
             Set(d, 0, r, RequestId);
             Set(d, 1, t, Type);
-            Set(d, 2, &InUse);
-            Set(d, 3, &MemUse);
-            Set(d, 4, &HighUse);
-            Set(d, 5, &Limit);
-            Set(d, 6, &Requests);
-            Set(d, 7, &LimitBlocks);
-            WriteEventCore(6, 8, d);
+            Set(d, 2, &TypeIndex);
+            Set(d, 3, &InUse);
+            Set(d, 4, &MemUse);
+            Set(d, 5, &HighUse);
+            Set(d, 6, &Limit);
+            Set(d, 7, &Requests);
+            Set(d, 8, &LimitBlocks);
+            WriteEventCore(6, 9, d);
         }
     }
 
@@ -173,6 +178,7 @@ internal sealed unsafe class KmemEventSource : EventSource
                     _seenRequests.Dequeue();
             }
         }
+        Interlocked.Increment(ref _requestsAccepted);
         // The callback holds the EventSource's lock on the enabling thread: run the command elsewhere.
         var work = (Source: this, Command: text.Trim(), Id: id);
         ThreadPool.UnsafeQueueUserWorkItem(static w => w.Source.Execute(w.Command, w.Id), work, preferLocal: false);
@@ -180,7 +186,16 @@ internal sealed unsafe class KmemEventSource : EventSource
 
     private void Execute(string command, string id)
     {
-        (int status, string text) = KmemCommands.Run(command, id);
+        int status;
+        string text;
+        try
+        {
+            (status, text) = KmemCommands.Run(command, id);
+        }
+        catch (Exception e)
+        {
+            (status, text) = (1, $"{e.GetType().Name}: {e.Message.Split('\n')[0]}"); // never an unhandled exception
+        }
         int parts = Math.Max(1, (text.Length + ReplyChunk - 1) / ReplyChunk);
         for (int i = 0; i < parts; i++)
         {
@@ -206,6 +221,9 @@ internal sealed unsafe class KmemEventSource : EventSource
         }
         lock (_lock)
         {
+            // Checked again under the lock: a session that started meanwhile keeps the timer (its OnEventCommand found it).
+            if (IsEnabled(EventLevel.Informational, Keywords.Commands))
+                return;
             _heartbeat?.Dispose();
             _heartbeat = null;
         }

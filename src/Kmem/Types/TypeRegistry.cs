@@ -22,17 +22,19 @@ internal static unsafe class TypeRegistry
 
     public static int Register(MallocType type)
     {
+        int index;
         lock (s_lock)
         {
             if (s_count >= s_byIndex.Length)
                 throw new InvalidOperationException($"Kmem supports at most {s_byIndex.Length - 1} malloc types in one process.");
-            int index = s_count;
+            index = s_count;
             s_byIndex[index] = type;
             Volatile.Write(ref s_count, index + 1);
-            Telemetry.KmemMetrics.EnsureCreated();
-            Telemetry.KmemEventSource.EnsureCreated(); // a tool's session reaches the source only once it exists
-            return index;
         }
+        // Outside the lock (an EventSource's creation calls listeners, which may make types): once per process.
+        Telemetry.KmemMetrics.EnsureCreated();
+        Telemetry.KmemEventSource.EnsureCreated(); // a tool's session reaches the source only once it exists
+        return index;
     }
 
     /// <summary>Every type ever registered, attached or not (index 0 is no type).</summary>
