@@ -85,9 +85,11 @@ internal static unsafe class DiagnosticScenarios
                 case "diag-leaks":
                     return LeaksStayVisible(type);
                 case "diag-tool-target":
-                    return ToolTarget(throwingHandler: false);
+                    return ToolTarget(onLeakMessage: null);
                 case "diag-tool-throwing":
-                    return ToolTarget(throwingHandler: true);
+                    return ToolTarget(onLeakMessage: () => throw new IOException("a handler that fails"));
+                case "diag-tool-dying":
+                    return ToolTarget(onLeakMessage: () => Environment.Exit(3)); // ends in the middle of a command
                 default:
                     return 2;
             }
@@ -101,7 +103,7 @@ internal static unsafe class DiagnosticScenarios
 
     // A process for dotnet-kmem to attach to: known allocations under "served", three leaked blocks, its own view of
     // the numbers on stdout, then it waits until stdin closes.
-    private static int ToolTarget(bool throwingHandler)
+    private static int ToolTarget(Action? onLeakMessage)
     {
         Kmemleak.Write("minage=0");
         var served = new MallocType("served", "tool test");
@@ -122,11 +124,11 @@ internal static unsafe class DiagnosticScenarios
             GC.Collect();
             GC.WaitForPendingFinalizers();
         }
-        if (throwingHandler)
+        if (onLeakMessage is not null)
             KmemDiagnostics.Message += (_, text) =>
             {
                 if (text.Contains("suspected memory leaks", StringComparison.Ordinal))
-                    throw new IOException("a handler that fails");
+                    onLeakMessage();
             };
         MallocTypeStats s = served.GetStats();
         Console.WriteLine($"self: inuse={s.InUse} memuse={s.MemUse} requests={s.Requests}");

@@ -154,6 +154,22 @@ public sealed class ToolTests : IDisposable
     }
 
     [Fact]
+    public void A_target_that_exits_in_the_middle_of_a_command_is_reported_as_gone()
+    {
+        (Process target, _) = StartTarget("diag-tool-dying");
+        using (target)
+        {
+            string pid = target.Id.ToString();
+            var (code, _, stderr) = Tool("ctl", "-p", pid, "scan");          // primes the checksums: no message
+            Assert.True(code == 0, stderr);
+            (code, _, stderr) = Tool("ctl", "-p", pid, "scan", "--timeout", "120"); // reports leaks: the target exits
+            Assert.True(target.WaitForExit(60_000));
+            Assert.Equal(1, code);
+            Assert.Equal($"dotnet-kmem: error: process {pid} exited before it answered 'scan'\n", stderr.Replace("\r", ""));
+        }
+    }
+
+    [Fact]
     public void A_bad_pid_a_process_without_kmem_and_an_unknown_command_each_get_one_clear_line()
     {
         var (code, stdout, stderr) = Tool("stat", "-p", "999999");
