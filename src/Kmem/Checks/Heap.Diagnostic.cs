@@ -1,7 +1,8 @@
 // Checks/Heap.Diagnostic.cs — the allocator's DIAGNOSTIC paths: malloc with the free-list checks, redzones, guard pages
 // and the log; the checked free every call leaves the fast path for (poison, quarantine, redzone verification, the
 // double-free and alignment messages); and the quarantine's exit, where a poisoned block is checked before reuse.
-// The fast paths in Heap.cs reach these through one flag test (CheckSwitch.Active) or a failed fast-path check.
+// The fast paths in Heap.cs reach these when their one test fails: a type's AllocGate is set, or a block's owner entry
+// does not match the type's FreeKey (−1 while checks apply to the type).
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using Kmem.Caches;
@@ -49,12 +50,8 @@ public static unsafe partial class Heap
                 return null;
             nuint off = (nuint)(p - KmemMap.Base);
             SlabMeta.Owner(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), SizeClasses.SlotOf(SizeClasses.ClassOf(size + Redzones.Extra), off & KmemMap.UnitMask)) |= Redzones.OwnerFlag;
-            byte* user = p + Redzones.Front;
-            bool zero = (flags & MallocFlags.Zero) != 0;
-            Redzones.Write(p, blockSize, size);
-            if (zero)
-                new Span<byte>(user, (int)size).Clear();
-            p = user;
+            Redzones.Write(p, blockSize, size); // the zones only: M_ZERO already cleared the caller's bytes
+            p += Redzones.Front;
         }
         else
         {
@@ -76,7 +73,7 @@ public static unsafe partial class Heap
         ClassBin* bin = ThreadCaches.Bin(ThreadCaches.Current(), cls);
         if (bin->Head == 0 && BinTransfers.Refill(bin, cls) == 0)
             return;
-        if (!IsFreeBlockOf(BlockLink.OffsetOf(bin->Head), cls, out _))
+        if (!IsBlockStartOf(BlockLink.OffsetOf(bin->Head), cls, out _))
             return;
         byte* head = BlockLink.Decode(bin->Head);
         nuint next = BlockLink.Next(head);
@@ -84,7 +81,7 @@ public static unsafe partial class Heap
             return;
         nuint off = BlockLink.OffsetOf(next);
         UnitInfo* unit = off < KmemMap.Size ? PageMap.LookupOffset(off) : null;
-        bool startOfBlock = IsFreeBlockOf(off, cls, out ushort owner);
+        bool startOfBlock = IsBlockStartOf(off, cls, out ushort owner);
         if (startOfBlock && owner == 0)
             return;
         BlockLink.Next(head) = 0; // cut: the blocks behind the bad link are lost to the allocator, as in NetBSD
@@ -100,8 +97,8 @@ public static unsafe partial class Heap
         Report($"Data modified on freelist: word 0 of object {Panic.Addr(head)} size {size} previous type {MallocType.Free.ShortDesc} (invalid addr {at})", head);
     }
 
-    // Whether off is the start of a block in a slab of class cls (its owner entry in owner).
-    private static bool IsFreeBlockOf(nuint off, int cls, out ushort owner)
+    // Whether off is the start of a block in a slab of class cls (its owner entry in owner: 0 when the block is free).
+    private static bool IsBlockStartOf(nuint off, int cls, out ushort owner)
     {
         owner = 0;
         UnitInfo* unit = off < KmemMap.Size ? PageMap.LookupOffset(off) : null;
@@ -255,7 +252,7 @@ public static unsafe partial class Heap
         {
             int cls = c;
             (long blocks, int bad) = ClassDepot.All[c].Verify(
-                link => IsFreeBlockOf(BlockLink.OffsetOf(link), cls, out ushort owner) && owner == 0,
+                link => IsBlockStartOf(BlockLink.OffsetOf(link), cls, out ushort owner) && owner == 0,
                 link => KmemDiagnostics.Publish(KmemMessageKind.Warning,
                     $"verify: the shared free list of size {SizeClasses.SizeOf(cls)} links to 0x{(nuint)KmemMap.Base + BlockLink.OffsetOf(link):x}, not a free block of that size"));
             listed += blocks;
