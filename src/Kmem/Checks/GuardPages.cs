@@ -151,7 +151,10 @@ internal static unsafe class GuardPages
             OsPages.Provider.Decommit((nint)FirstPage(slot, size), PagesFor(size) * PageSize);
         }
         lock (s_lock)
+        {
+            s_state[slot] = Freed;
             s_freed.Enqueue(slot);
+        }
         byte* tc = ThreadCaches.Current();
         TypeAccounting.Give(type, ThreadCaches.Slot(tc, type.Index), (long)(PagesFor(size) * PageSize));
     }
