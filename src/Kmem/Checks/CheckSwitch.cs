@@ -1,6 +1,6 @@
 // Checks/CheckSwitch.cs — which calls DIAGNOSTIC checks apply to: the process-wide switch, the per-type switches and
-// the guard-page selection, plus the settings the checks read (poison extent, redzones). The allocator's fast paths
-// read one flag, Active, and leave for the diagnostic path only when it is set.
+// the guard-page selection, plus the settings the checks read (poison extent, redzones). It keeps each type's fast-path
+// gates (AllocGate, FreeKey) in step with the switches: the allocator's fast paths read only those.
 namespace Kmem.Checks;
 
 internal static class CheckSwitch
@@ -10,7 +10,7 @@ internal static class CheckSwitch
     private static volatile GuardSelection? s_guard;
 
     /// <summary>Some check may apply to a call: DIAGNOSTIC for all or some types, or guard pages.</summary>
-    public static volatile bool Active;
+    public static bool Active => AnyDiagnostic || s_guard is not null;
 
     /// <summary>DIAGNOSTIC for every type.</summary>
     public static volatile bool Global;
@@ -36,7 +36,6 @@ internal static class CheckSwitch
         Global = diag is "1" or "on" or "true" or "yes" or "full";
         s_guard = ParseGuard(Environment.GetEnvironmentVariable("KMEM_GUARD"));
         // Types are refreshed as they are made (each one's first Refresh runs this constructor first).
-        Active = Global || s_guard is not null;
     }
 
     private static bool IsOff(string? text) => text?.Trim().ToLowerInvariant() is "0" or "off" or "false" or "no";
@@ -85,7 +84,6 @@ internal static class CheckSwitch
                 return;
             type.DiagnosticOn = on;
             s_typesOn += on ? 1 : -1;
-            Active = Global || s_typesOn > 0 || s_guard is not null;
             RefreshLocked(type);
         }
     }
@@ -108,10 +106,9 @@ internal static class CheckSwitch
         }
     }
 
-    // Under s_lock: the summary flag, and every type's fast-path gates.
+    // Under s_lock: every type's fast-path gates.
     private static void Recompute()
     {
-        Active = Global || s_typesOn > 0 || s_guard is not null;
         foreach (MallocType type in Types.TypeRegistry.RegisteredSnapshot())
             RefreshLocked(type);
     }

@@ -16,13 +16,8 @@ namespace Kmem;
 
 public static unsafe partial class Heap
 {
-    private static long s_droppedBlocks;
-
     /// <summary>Test hook: runs between a checked free's validation and its release of the block (a racing free).</summary>
     internal static Action<nint>? BeforeOwnerRelease;
-
-    /// <summary>Blocks DIAGNOSTIC mode kept out of use because they were written after free.</summary>
-    internal static long DroppedBlocks => Volatile.Read(ref s_droppedBlocks);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void* DiagnosticMalloc(nuint size, MallocType type, MallocFlags flags, uint site)
@@ -125,7 +120,7 @@ public static unsafe partial class Heap
             return;
         }
         Block b = Locate(p, type, "free");
-        bool diagnostic = CheckSwitch.Active && CheckSwitch.Applies(type);
+        bool diagnostic = CheckSwitch.Applies(type);
         if (b.Class < 0)
         {
             if (diagnostic)
@@ -212,7 +207,6 @@ public static unsafe partial class Heap
             string type = TypeRegistry.ByIndex(e.TypeIndex)?.ShortDesc ?? "?";
             Report($"Data modified on freelist: word {word} of object {Panic.Addr(block)} size {SizeClasses.SizeOf(e.Class)} previous type {type} (0x{found:x} != 0x{Poison.Word:x})"
                 + $"\n  last allocated at {AllocContexts.Describe(SlabMeta.Site(meta, slot))}", block);
-            Interlocked.Increment(ref s_droppedBlocks);
             return;
         }
         ClassInfo* ci = SizeClasses.Info(e.Class);
