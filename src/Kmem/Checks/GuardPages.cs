@@ -210,24 +210,9 @@ internal static unsafe class GuardPages
     private static void CheckSlack(int slot, byte* p, nuint size, MallocType type)
     {
         byte* first = FirstPage(slot, size), end = PagesEnd(slot);
-        int before = Count(first, (int)(p - first)), after = Count(p + size, (int)(end - (p + size)));
-        if (before == 0 && after == 0)
-            return;
-        string where = $"\n  type {type.ShortDesc}, allocated at {CallSites.Describe(s_site[slot])} (guard pages)";
-        if (before != 0)
-            KmemDiagnostics.Publish(KmemMessageKind.Warning, Redzones.Underflow(before, p, size) + where);
-        if (after != 0)
-            KmemDiagnostics.Publish(KmemMessageKind.Warning, Redzones.Overflow(after, p + size, size) + where);
-        Heap.PrintLog(p);
-
-        static int Count(byte* from, int n)
-        {
-            int bad = 0;
-            for (int i = 0; i < n; i++)
-                if (from[i] != Redzones.Pattern)
-                    bad++;
-            return bad;
-        }
+        int before = Redzones.CountChanged(first, (int)(p - first)), after = Redzones.CountChanged(p + size, (int)(end - (p + size)));
+        if (before != 0 || after != 0)
+            Redzones.Report(before, after, p, size, $"\n  type {type.ShortDesc}, allocated at {CallSites.Describe(s_site[slot])} (guard pages)");
     }
 
     private static void Reserve()

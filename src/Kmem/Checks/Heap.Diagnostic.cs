@@ -180,15 +180,9 @@ public static unsafe partial class Heap
     private static nuint CheckRedzones(byte* block, Block b, MallocType type)
     {
         (int before, int after, nuint size) = Redzones.Verify(block, b.Size);
-        byte* user = block + Redzones.Front;
         if (before != 0 || after != 0)
-        {
-            string where = $"\n  type {type.ShortDesc}, allocated at {AllocContexts.Describe(SlabMeta.Site(b.Meta, b.Slot))}";
-            if (before != 0)
-                Report(Redzones.Underflow(before, user, size) + where, user);
-            if (after != 0)
-                Report(Redzones.Overflow(after, user + size, size) + where, user);
-        }
+            Redzones.Report(before, after, block + Redzones.Front, size,
+                $"\n  type {type.ShortDesc}, allocated at {AllocContexts.Describe(SlabMeta.Site(b.Meta, b.Slot))}");
         return size;
     }
 
@@ -197,18 +191,8 @@ public static unsafe partial class Heap
     private static void LeaveQuarantine(in QuarantineEntry e)
     {
         byte* block = BlockLink.Decode(e.Link);
-        int word = Poison.FirstChanged(block, e.PoisonBytes);
-        if (word >= 0)
-        {
-            uint found = ((uint*)block)[word];
-            nuint off = (nuint)(block - KmemMap.Base);
-            byte* meta = SlabMeta.Of((uint)(off >> KmemMap.UnitShift));
-            uint slot = SizeClasses.SlotOf(e.Class, off & KmemMap.UnitMask);
-            string type = TypeRegistry.ByIndex(e.TypeIndex)?.ShortDesc ?? "?";
-            Report($"Data modified on freelist: word {word} of object {Panic.Addr(block)} size {SizeClasses.SizeOf(e.Class)} previous type {type} (0x{found:x} != 0x{Poison.Word:x})"
-                + $"\n  last allocated at {AllocContexts.Describe(SlabMeta.Site(meta, slot))}", block);
+        if (PoisonChanged(e, ""))
             return;
-        }
         ClassInfo* ci = SizeClasses.Info(e.Class);
         ClassBin* bin = ThreadCaches.Bin(ThreadCaches.Current(), e.Class);
         if (bin->Count >= ci->Batch)
@@ -233,14 +217,8 @@ public static unsafe partial class Heap
         Quarantine.ForEach(e =>
         {
             quarantined++;
-            byte* block = BlockLink.Decode(e.Link);
-            int word = Poison.FirstChanged(block, e.PoisonBytes);
-            if (word >= 0)
-            {
+            if (PoisonChanged(e, "verify: "))
                 problems++;
-                Report($"verify: Data modified on freelist: word {word} of object {Panic.Addr(block)} size {SizeClasses.SizeOf(e.Class)}"
-                    + $" previous type {TypeRegistry.ByIndex(e.TypeIndex)?.ShortDesc ?? "?"} (0x{((uint*)block)[word]:x} != 0x{Poison.Word:x})", block);
-            }
         });
         for (int c = 0; c < SizeClasses.Count; c++)
         {
@@ -253,6 +231,22 @@ public static unsafe partial class Heap
             problems += bad;
         }
         return $"verify: {quarantined} quarantined and {listed} listed free blocks checked, {problems} problem(s)";
+    }
+
+    // Checks a quarantined block's poison; a change is reported (with the kernel's message, the block's last allocation
+    // site and the log around it) and true returned.
+    private static bool PoisonChanged(in QuarantineEntry e, string prefix)
+    {
+        byte* block = BlockLink.Decode(e.Link);
+        int word = Poison.FirstChanged(block, e.PoisonBytes);
+        if (word < 0)
+            return false;
+        nuint off = (nuint)(block - KmemMap.Base);
+        uint site = SlabMeta.Site(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), SizeClasses.SlotOf(e.Class, off & KmemMap.UnitMask));
+        Report($"{prefix}Data modified on freelist: word {word} of object {Panic.Addr(block)} size {SizeClasses.SizeOf(e.Class)}"
+            + $" previous type {TypeRegistry.ByIndex(e.TypeIndex)?.ShortDesc ?? "?"} (0x{((uint*)block)[word]:x} != 0x{Poison.Word:x})"
+            + $"\n  last allocated at {AllocContexts.Describe(site)}", block);
+        return true;
     }
 
     /// <summary>Releases every quarantined block once no type is in DIAGNOSTIC mode (each is checked on the way out).</summary>

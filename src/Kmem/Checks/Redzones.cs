@@ -60,7 +60,8 @@ internal static unsafe class Redzones
         return (before, afterBad, size);
     }
 
-    private static int CountChanged(byte* p, int n)
+    /// <summary>Bytes of [p, p + n) that are not the pattern.</summary>
+    public static int CountChanged(byte* p, int n)
     {
         if (new ReadOnlySpan<byte>(p, n).IndexOfAnyExcept(Pattern) < 0)
             return 0; // the common case, vectorized
@@ -80,6 +81,19 @@ internal static unsafe class Redzones
             if (p[i] != (byte)(expected >> (8 * i)))
                 bad++;
         return bad;
+    }
+
+    /// <summary>Prints the messages for corrupted zones around the caller's block at <paramref name="user"/> (each followed
+    /// by <paramref name="where"/>: its type and allocation site), then the allocation log around it.</summary>
+    public static void Report(int before, int after, byte* user, nuint size, string where)
+    {
+        if (before == 0 && after == 0)
+            return;
+        if (before != 0)
+            KmemDiagnostics.Publish(KmemMessageKind.Warning, Underflow(before, user, size) + where);
+        if (after != 0)
+            KmemDiagnostics.Publish(KmemMessageKind.Warning, Overflow(after, user + size, size) + where);
+        Heap.PrintLog(user);
     }
 
     /// <summary>FreeBSD's two messages, with the plural as it prints it.</summary>
