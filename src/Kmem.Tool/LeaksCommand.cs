@@ -1,7 +1,6 @@
 // LeaksCommand.cs — `dotnet-kmem leaks -p PID [--scan] [--json] [--fail-on-leak]`: the target's kmemleak report, the
 // grouped summary first; exit code 23 with --fail-on-leak when leaks exist (as LeakSanitizer's).
 using System.CommandLine;
-using System.Text.Json;
 using Kmem.Tool.Attach;
 using Spectre.Console;
 
@@ -33,7 +32,7 @@ internal static class LeaksCommand
         Reply reply = ToolCommon.Ask(pid, "leaks", timeout, "reading the leak report");
         string text = ToolCommon.Expect(reply, "leaks");
         if (json)
-            Console.WriteLine(JsonSerializer.Serialize(new { pid, leaks = reply.Leaks, report = text }, new JsonSerializerOptions { WriteIndented = true }));
+            ToolCommon.PrintJson(new { pid, leaks = reply.Leaks, report = text });
         else
             Console.Write(text);
         return failOnLeak && reply.Leaks.Count > 0 ? LeakExitCode : 0;

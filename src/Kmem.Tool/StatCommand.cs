@@ -1,6 +1,5 @@
 // StatCommand.cs — `dotnet-kmem stat -p PID`: the target's malloc types as a table, then its vmstat -m text; --json.
 using System.CommandLine;
-using System.Text.Json;
 using Kmem.Tool.Attach;
 using Spectre.Console;
 
@@ -24,7 +23,7 @@ internal static class StatCommand
         string vmstat = ToolCommon.Expect(reply, "stat");
         if (json)
         {
-            Console.WriteLine(JsonSerializer.Serialize(new { pid, types = reply.Types, vmstat }, new JsonSerializerOptions { WriteIndented = true }));
+            ToolCommon.PrintJson(new { pid, types = reply.Types, vmstat });
             return 0;
         }
         AnsiConsole.Write(TypeTable(reply.Types.OrderByDescending(t => t.MemUse), null, showDelta: false));

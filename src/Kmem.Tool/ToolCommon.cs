@@ -47,5 +47,10 @@ internal static class ToolCommon
     public static string Expect(Reply reply, string command) =>
         reply.Status == 0 ? reply.Text : throw new ToolException($"'{command}' failed in the target: {reply.Text}");
 
+    private static readonly System.Text.Json.JsonSerializerOptions s_json = new() { WriteIndented = true };
+
+    /// <summary>Prints <paramref name="value"/> as indented JSON (the --json output of the commands).</summary>
+    public static void PrintJson(object value) => Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(value, s_json));
+
     public static string Bytes(long n) => n >= 10L << 30 ? $"{n >> 30} GiB" : n >= 10L << 20 ? $"{n >> 20} MiB" : n >= 10L << 10 ? $"{n >> 10} KiB" : $"{n} B";
 }

@@ -14,18 +14,22 @@ internal static class TargetProcess
     /// <summary>Every process with a live diagnostic socket, lowest pid first.</summary>
     public static List<TargetInfo> All()
     {
-        var pids = new SortedSet<int>();
-        string tmp = Path.GetTempPath();
-        if (Directory.Exists(tmp))
-        {
-            foreach (string path in Directory.EnumerateFiles(tmp, "dotnet-diagnostic-*-socket"))
-            {
-                string[] parts = Path.GetFileName(path).Split('-');
-                if (parts.Length >= 4 && int.TryParse(parts[2], out int pid) && Directory.Exists($"/proc/{pid}"))
-                    pids.Add(pid);
-            }
-        }
+        var pids = new SortedSet<int>(SocketPids("*").Where(pid => Directory.Exists($"/proc/{pid}")));
         return pids.Select(Describe).Where(t => t is not null).Select(t => t!).ToList();
+    }
+
+    // The pids named by diagnostic sockets in the temp folder (pid: "*" for all, or one pid).
+    private static IEnumerable<int> SocketPids(string pid)
+    {
+        string tmp = Path.GetTempPath();
+        if (!Directory.Exists(tmp))
+            yield break;
+        foreach (string path in Directory.EnumerateFiles(tmp, $"dotnet-diagnostic-{pid}-*-socket"))
+        {
+            string[] parts = Path.GetFileName(path).Split('-');
+            if (parts.Length >= 4 && int.TryParse(parts[2], out int found))
+                yield return found;
+        }
     }
 
     public static TargetInfo? Describe(int pid)
@@ -71,9 +75,7 @@ internal static class TargetProcess
         TargetInfo? t = Describe(pid);
         if (t is null)
             throw new ToolException($"no process with id {pid} (or it belongs to another user)");
-        bool dotnet = Directory.Exists(Path.GetTempPath())
-            && Directory.EnumerateFiles(Path.GetTempPath(), $"dotnet-diagnostic-{pid}-*-socket").Any();
-        if (!dotnet)
+        if (!SocketPids(pid.ToString()).Any())
             throw new ToolException($"process {pid} ({t.Name}) is not a .NET process with diagnostics enabled");
         if (t.HasKmem == false)
             throw new ToolException($"process {pid} ({t.Name}) has not loaded Kmem");
