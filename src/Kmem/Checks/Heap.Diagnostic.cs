@@ -38,13 +38,14 @@ public static unsafe partial class Heap
         byte* p;
         if (CheckSwitch.Redzones && size <= SizeClasses.MaxSmall - Redzones.Extra)
         {
-            nuint blockSize = SizeClasses.SizeOf(SizeClasses.ClassOf(size + Redzones.Extra));
-            VetFreeList(SizeClasses.ClassOf(size + Redzones.Extra));
+            int cls = SizeClasses.ClassOf(size + Redzones.Extra);
+            nuint blockSize = SizeClasses.SizeOf(cls);
+            VetFreeList(cls);
             p = (byte*)AllocSmall(size + Redzones.Extra, type, flags, site);
             if (p == null)
                 return null;
             nuint off = (nuint)(p - KmemMap.Base);
-            SlabMeta.Owner(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), SizeClasses.SlotOf(SizeClasses.ClassOf(size + Redzones.Extra), off & KmemMap.UnitMask)) |= Redzones.OwnerFlag;
+            SlabMeta.Owner(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), SizeClasses.SlotOf(cls, off & KmemMap.UnitMask)) |= Redzones.OwnerFlag;
             Redzones.Write(p, blockSize, size); // the zones only: M_ZERO already cleared the caller's bytes
             p += Redzones.Front;
         }
