@@ -74,10 +74,9 @@ public static unsafe partial class Heap
         nuint off = (nuint)(p - KmemMap.Base);
         if (off < KmemMap.Size && type is not null)
         {
-            UnitInfo* e = PageMap.LookupOffset(off);
-            if (e != null && e->Kind == UnitKind.Slab)
+            int cls = PageMap.SlabClassPlusOne(off) - 1;
+            if (cls >= 0)
             {
-                int cls = e->Class;
                 ClassInfo* ci = SizeClasses.Info(cls);
                 nuint inUnit = off & KmemMap.UnitMask;
                 uint slot = SizeClasses.SlotOf(ci, inUnit);
@@ -160,9 +159,8 @@ public static unsafe partial class Heap
         // The link came from a free block, which a use-after-free write may have changed: check it points at a free
         // block of this class in a slab before touching anything (the wrong-bucket and lost-data checks).
         nuint off = BlockLink.OffsetOf(link);
-        UnitInfo* unit = off < KmemMap.Size ? PageMap.LookupOffset(off) : null;
-        if (unit == null || unit->Kind != UnitKind.Slab || unit->Class != cls)
-            CorruptFreeList(type, ts, bytes, bin, off, unit == null ? null : unit->Kind == UnitKind.Slab ? "malloc: wrong bucket" : null);
+        if (off >= KmemMap.Size || PageMap.SlabClassPlusOne(off) != cls + 1)
+            CorruptFreeList(type, ts, bytes, bin, off, LinkProblem(off));
         byte* p = KmemMap.Base + off;
         byte* meta = SlabMeta.Of((uint)(off >> KmemMap.UnitShift));
         uint slot = SizeClasses.SlotOf(ci, off & KmemMap.UnitMask);
@@ -190,6 +188,11 @@ public static unsafe partial class Heap
             NativeMemory.Clear(p, size);
         return p;
     }
+
+    // What is wrong with a link that does not name a block of its list's class: null when it leads out of every slab.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static string? LinkProblem(nuint off) =>
+        off < KmemMap.Size && PageMap.SlabClassPlusOne(off) != 0 ? "malloc: wrong bucket" : null;
 
     // A free list led somewhere it must not: give the charge back, drop the list (it cannot be trusted) and panic.
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]

@@ -1,5 +1,8 @@
 // Pages/PageMap.cs — the two-level page map (4.4BSD's kmemusage): from any address to what owns its unit, in O(1).
 // Level 1 has one entry per 64 MiB chunk of kmem_map; level 2, made when a chunk is first used, one UnitInfo per 256 KiB unit.
+// Beside it, a flat byte per unit names the size class of a slab unit (class + 1; 0 = not a slab): the fast paths read
+// that one byte instead of walking both levels (slab units never change kind, so the byte is written once).
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Kmem.Platform;
 
@@ -41,6 +44,7 @@ internal static unsafe class PageMap
 {
     private static UnitInfo** s_level1;
     private static byte* s_level2Region;
+    private static byte* s_slabClass;
     private static uint s_chunks;
     private static IPageProvider s_pages = null!;
     private static readonly object s_lock = new();
@@ -53,10 +57,14 @@ internal static unsafe class PageMap
         nuint l2Bytes = (nuint)s_chunks * ChunkTableBytes;
         s_level1 = (UnitInfo**)pages.Reserve(l1Bytes);
         s_level2Region = (byte*)pages.Reserve(l2Bytes);
-        if (s_level1 == null || s_level2Region == null || !pages.Commit((nint)s_level1, l1Bytes))
+        nuint classBytes = RoundPage(unitCount);
+        s_slabClass = (byte*)pages.Reserve(classBytes);
+        if (s_level1 == null || s_level2Region == null || s_slabClass == null || !pages.Commit((nint)s_level1, l1Bytes)
+            || !pages.Commit((nint)s_slabClass, classBytes))
             throw new OutOfMemoryException("Kmem: cannot map the page map.");
         OwnRegions.Add(s_level1, l1Bytes);
         OwnRegions.Add(s_level2Region, l2Bytes);
+        OwnRegions.Add(s_slabClass, classBytes);
     }
 
     private static nuint ChunkTableBytes => RoundPage((nuint)(KmemMap.UnitsPerChunk * sizeof(UnitInfo)));
@@ -76,6 +84,15 @@ internal static unsafe class PageMap
         UnitInfo* l2 = s_level1[off >> KmemMap.ChunkShift];
         return l2 == null ? null : l2 + ((off >> KmemMap.UnitShift) & (KmemMap.UnitsPerChunk - 1));
     }
+
+    /// <summary>The size class + 1 of the slab at kmem_map offset <paramref name="off"/> (inside the map); 0 when the unit
+    /// is not a slab.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int SlabClassPlusOne(nuint off) => s_slabClass[off >> KmemMap.UnitShift];
+
+    /// <summary>Publishes <paramref name="unit"/> as a slab of <paramref name="cls"/> in the flat table (once; after its
+    /// entry says Slab).</summary>
+    public static void MarkSlab(uint unit, int cls) => Volatile.Write(ref s_slabClass[unit], (byte)(cls + 1));
 
     /// <summary>Marks a run of units: the first with <paramref name="head"/>, the others with <paramref name="tail"/>
     /// pointing back at the first. The first entry's other fields are the caller's to fill before publishing.</summary>

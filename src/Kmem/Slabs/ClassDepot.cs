@@ -196,6 +196,7 @@ internal sealed unsafe class ClassDepot
         e->Pages = (uint)(KmemMap.UnitSize / (nuint)KmemMap.PageSize);
         e->Head = 1;
         Volatile.Write(ref *(byte*)&e->Kind, (byte)UnitKind.Slab);
+        PageMap.MarkSlab((uint)unit, _class);
         _carveUnit = unit;
         _carveSlot = 0;
         lock (s_allSlabs)

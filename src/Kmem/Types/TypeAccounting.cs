@@ -49,6 +49,7 @@ internal static unsafe class TypeAccounting
     /// Charges <paramref name="bytes"/> to <paramref name="type"/> for the calling thread. The limit test comes before
     /// the charge (as NetBSD's), so usage overshoots the limit by one allocation at most. Returns false only for NoWait.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static bool Charge(MallocType type, TypeSlot* slot, long bytes, MallocFlags flags)
     {
         while (true)
@@ -80,6 +81,7 @@ internal static unsafe class TypeAccounting
     }
 
     /// <summary>Gives back what a thread holds beyond its chunk (all of it for exactly accounted types).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)] // off the inlined fast paths: inlined, its lock and atomics cost registers
     public static void ReturnCredit(MallocType type, TypeSlot* slot)
     {
         long keep = Volatile.Read(ref type.Waiters) > 0 ? 0 : Volatile.Read(ref type.Chunk);
