@@ -1,111 +1,184 @@
-// Quick/TrackingWorkload.cs — the "pair64-tight-tracking" workload: what leak tracking costs a 64-byte Malloc+Free
-// pair. Times pair64-tight's kmem loop in this process (tracking on) and in a child started with KMEMLEAK=off
-// (tracking off), alternating their repetitions; also the child's side of that exchange (the hidden mode).
+// Quick/KmemChild.cs — the `kmem` subject of the allocation workloads: Kmem with leak tracking off, which only a
+// process started with KMEMLEAK=off has. Owns both sides of the exchange: the parent's handle on that child (start,
+// warm, run, stop) and the child's command loop (the hidden mode quick-child-tracking-off).
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
-using Kmem.Benchmarks.Report;
 
 namespace Kmem.Benchmarks.Quick;
 
 /// <summary>
-/// Leak tracking can only be turned off for a whole process, at start (<c>KMEMLEAK=off</c>), so the tracking-off side
-/// runs in a child: this program again, in the hidden mode <see cref="ChildMode"/>. The child warms up, writes
-/// <c>ready</c>, then times one repetition for each <c>run</c> line it reads and writes one number (ns per pair).
-/// The parent alternates its own repetitions with the child's, swapping which goes first each time, so slow drift
-/// lands on both subjects; only one side runs at a time.
+/// The child is this program again in the hidden mode <see cref="ChildMode"/>, started with <c>KMEMLEAK=off</c>. It
+/// writes <c>ready</c>, then reads one command per line and answers each with one line:
+/// <list type="bullet">
+/// <item><c>warm WORKLOAD OPS</c>: the harness's warm-up of that workload's kmem loop; answers <c>ok</c>.</item>
+/// <item><c>run WORKLOAD OPS</c>: one timed repetition; answers ns per operation.</item>
+/// <item><c>run</c>: pair64-tight with the PAIRS given on the command line (warmed on first use; the protocol of
+/// bench/scripts/ab_tight.py).</item>
+/// </list>
+/// Errors are answered with a line starting <c>error</c>. The child stops at end of input. The parent asks for one
+/// repetition at a time, between its own, so the child and the parent never run at once.
 /// </summary>
-internal static class TrackingWorkload
+internal sealed class KmemChild : IDisposable
 {
-    public const string Workload = "pair64-tight-tracking";
-
-    /// <summary>The hidden argument that starts the tracking-off child: <c>quick-child-tracking-off PAIRS</c>.</summary>
+    /// <summary>The hidden argument that starts the child: <c>quick-child-tracking-off [PAIRS]</c>.</summary>
     public const string ChildMode = "quick-child-tracking-off";
 
-    private const double Target = 1.3;
-    private const int ChunkUnit = 1000;
     private const string ReadyLine = "ready";
-    private const string RunLine = "run";
-    private static readonly TimeSpan s_warmup = TimeSpan.FromMilliseconds(150);
-    private static readonly TimeSpan s_childTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan s_answerTimeout = TimeSpan.FromSeconds(120);
 
-    /// <summary>Keeps every checksum alive so the JIT cannot drop the work that produced it.</summary>
-    private static nuint s_sink;
+    private readonly Process _process;
 
-    /// <summary>
-    /// Measures tracking on (subject <c>kmem-tracking</c>) and off (subject <c>kmem</c>), prints both and the ratio,
-    /// and returns their rows (none when tracking is already off here; only <c>kmem-tracking</c> if the child fails).
-    /// </summary>
-    public static List<BenchRun> Run(int repetitions, int pairs)
+    private KmemChild(Process process) => _process = process;
+
+    /// <summary>Why the child stopped answering, or null while it works.</summary>
+    public string? Failure { get; private set; }
+
+    /// <summary>Starts the child and waits for <c>ready</c>; null with <paramref name="failure"/> set when it cannot.</summary>
+    public static KmemChild? Start(out string? failure)
     {
-        Console.WriteLine();
-        Console.WriteLine($"{Workload}: pair64-tight's kmem loop with leak tracking on (this process) and off"
-            + " (a child started with KMEMLEAK=off), repetitions alternating");
-        if (!Kmemleak.IsEnabled)
+        failure = null;
+        if (ChildProcess.SelfStartInfo() is not { } start)
         {
-            Console.WriteLine("note:    skipped: leak tracking is off in this process (KMEMLEAK=off?)");
-            return [];
+            failure = "no process path to start it from";
+            return null;
         }
 
-        var on = new List<double>(repetitions);
-        var off = new List<double>(repetitions);
-        string? failure = null;
-        Process? child = StartChild(pairs, ref failure);
+        start.ArgumentList.Add(ChildMode);
+        start.Environment["KMEMLEAK"] = "off";
+        start.RedirectStandardInput = true;
+        start.RedirectStandardOutput = true; // stderr is shared, so a failing child's message is seen
+        Process process;
         try
         {
-            WarmUp(pairs);
-            if (child is not null && failure is null && ReadFromChild(child, ref failure) is { } ready
-                && ready != ReadyLine)
-            {
-                failure = $"the child said '{ready}' instead of '{ReadyLine}'";
-            }
+            process = Process.Start(start) ?? throw new InvalidOperationException("Process.Start returned null");
+        }
+        catch (Exception e) when (e is Win32Exception or InvalidOperationException)
+        {
+            failure = $"could not start it: {e.Message}";
+            return null;
+        }
 
-            for (int rep = 0; rep < repetitions; rep++)
-            {
-                bool childFirst = rep % 2 == 1;
-                if (childFirst)
-                {
-                    AskChild(child, off, ref failure);
-                }
+        var child = new KmemChild(process);
+        if (child.ReadLine() is not { } ready || ready != ReadyLine)
+        {
+            failure = child.Failure ?? "it did not say ready";
+            child.Dispose();
+            return null;
+        }
 
-                on.Add(TimeOnce(pairs));
-                if (!childFirst)
-                {
-                    AskChild(child, off, ref failure);
-                }
+        return child;
+    }
+
+    /// <summary>Has the child warm up <paramref name="workload"/>; false (and <see cref="Failure"/> set) on error.</summary>
+    public bool Warm(string workload, int ops) => Ask($"warm {workload} {ops}") == "ok" || Fail("warm-up refused");
+
+    /// <summary>One repetition of <paramref name="workload"/> in the child: ns per operation, or null on failure.</summary>
+    public double? Run(string workload, int ops)
+    {
+        string? line = Ask($"run {workload} {ops}");
+        if (line is null)
+        {
+            return null;
+        }
+
+        if (double.TryParse(line, NumberStyles.Float, CultureInfo.InvariantCulture, out double ns) && ns > 0)
+        {
+            return ns;
+        }
+
+        Fail($"it answered '{line}' instead of a number");
+        return null;
+    }
+
+    /// <summary>Closes the child's input (its signal to finish) and waits briefly; kills it if it does not exit.</summary>
+    public void Dispose()
+    {
+        try
+        {
+            _process.StandardInput.Close();
+            if (!_process.WaitForExit(TimeSpan.FromSeconds(10)))
+            {
+                _process.Kill(entireProcessTree: true);
+                _process.WaitForExit();
             }
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or Win32Exception)
+        {
+            // Already gone; nothing to clean up.
         }
         finally
         {
-            StopChild(child);
+            _process.Dispose();
         }
-
-        var runs = new List<BenchRun> { new(Workload, "kmem-tracking", Math.Round(Median(on), 2), "ns") };
-        Console.WriteLine($"{"workload",-22} {"subject",-13} {"ns/pair",8}  (min-max)");
-        Console.WriteLine($"{Workload,-22} {"kmem-tracking",-13} {Median(on),8:F2}  ({on.Min():F2}-{on.Max():F2})");
-        if (failure is not null || off.Count != repetitions)
-        {
-            Console.WriteLine($"note:    tracking-off child failed ({failure ?? "too few answers"}); no 'kmem' figure, no ratio");
-            return runs;
-        }
-
-        runs.Add(new BenchRun(Workload, "kmem", Math.Round(Median(off), 2), "ns"));
-        Console.WriteLine($"{Workload,-22} {"kmem",-13} {Median(off),8:F2}  ({off.Min():F2}-{off.Max():F2})");
-        double ratio = Median(on) / Median(off);
-        Console.WriteLine($"ratio tracking on/off (kmem-tracking/kmem) {ratio:F2}   target <= {Target:F1}: "
-            + (ratio <= Target ? "met" : "missed"));
-        return runs;
     }
 
-    /// <summary>
-    /// The child's side (<c>quick-child-tracking-off PAIRS</c>, started with <c>KMEMLEAK=off</c>): warm up, write
-    /// <c>ready</c>, then answer each <c>run</c> line with the ns per pair of one repetition; stop at end of input.
-    /// </summary>
-    public static int RunChild(string pairsText)
+    private bool Fail(string why)
     {
-        if (!int.TryParse(pairsText, NumberStyles.None, CultureInfo.InvariantCulture, out int pairs) || pairs < ChunkUnit)
+        Failure ??= why;
+        return false;
+    }
+
+    private string? Ask(string command)
+    {
+        if (Failure is not null)
         {
-            Console.Error.WriteLine($"error: {ChildMode} needs a number of pairs of at least {ChunkUnit}, not '{pairsText}'");
+            return null;
+        }
+
+        try
+        {
+            _process.StandardInput.WriteLine(command);
+            _process.StandardInput.Flush();
+        }
+        catch (IOException e)
+        {
+            Fail($"it stopped reading ({e.Message})");
+            return null;
+        }
+
+        return ReadLine();
+    }
+
+    /// <summary>The child's next line, or null (and <see cref="Failure"/> set) on exit, end of output or timeout.</summary>
+    private string? ReadLine()
+    {
+        using var timeout = new CancellationTokenSource(s_answerTimeout);
+        try
+        {
+            string? line = _process.StandardOutput.ReadLineAsync(timeout.Token).AsTask().GetAwaiter().GetResult();
+            if (line is null)
+            {
+                _process.WaitForExit();
+                Fail($"it exited with code {_process.ExitCode}");
+                return null;
+            }
+
+            line = line.Trim();
+            if (line.StartsWith("error", StringComparison.Ordinal))
+            {
+                Fail(line);
+                return null;
+            }
+
+            return line;
+        }
+        catch (OperationCanceledException)
+        {
+            Fail($"no answer within {s_answerTimeout.TotalSeconds:F0} s");
+            return null;
+        }
+    }
+
+    // ---- the child's side -------------------------------------------------------------------------------------------
+
+    /// <summary>The child's command loop (see the class comment). <paramref name="args"/> are those after the mode.</summary>
+    public static int RunChild(string[] args)
+    {
+        int legacyPairs = 2_000_000;
+        if (args.Length > 1 || (args.Length == 1 && !TryParseOps(args[0], out legacyPairs)))
+        {
+            Console.Error.WriteLine($"error: {ChildMode} takes at most one argument, a number of pairs of at least 4000");
             return 2;
         }
 
@@ -115,155 +188,51 @@ internal static class TrackingWorkload
             return 3;
         }
 
-        WarmUp(pairs);
         Console.WriteLine(ReadyLine);
-        while (Console.ReadLine() is RunLine)
+        bool legacyWarm = false;
+        while (Console.ReadLine() is { } line)
         {
-            Console.WriteLine(TimeOnce(pairs).ToString("R", CultureInfo.InvariantCulture));
+            string[] words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            Console.WriteLine(Answer(words, legacyPairs, ref legacyWarm));
         }
 
-        GC.KeepAlive(s_sink);
+        GC.KeepAlive(Timing.Sink);
         return 0;
     }
 
-    /// <summary>One timed repetition of pair64-tight's kmem loop: ns per pair.</summary>
-    private static double TimeOnce(int pairs)
+    private static string Answer(string[] words, int legacyPairs, ref bool legacyWarm)
     {
-        long start = Stopwatch.GetTimestamp();
-        s_sink += QuickRunner.KmemTight(pairs);
-        long elapsed = Stopwatch.GetTimestamp() - start;
-        return elapsed * 1e9 / Stopwatch.Frequency / pairs;
-    }
-
-    /// <summary>The quick mode's warm-up for one cell: two passes of at least 150 ms and 40 chunks each.</summary>
-    private static void WarmUp(int pairs)
-    {
-        int chunk = Math.Max(ChunkUnit, pairs / 40 / ChunkUnit * ChunkUnit);
-        long budget = (long)(s_warmup.TotalSeconds * Stopwatch.Frequency);
-        for (int pass = 0; pass < 2; pass++)
+        if (words is ["run"])
         {
-            long start = Stopwatch.GetTimestamp();
-            int calls = 0;
-            while (calls < 40 || Stopwatch.GetTimestamp() - start < budget)
+            Func<int, nuint> tight = AllocWorkloads.Loop(AllocWorkloads.Tight, AllocWorkloads.Kmem)!;
+            if (!legacyWarm)
             {
-                s_sink += QuickRunner.KmemTight(chunk);
-                calls++;
-            }
-        }
-    }
-
-    private static Process? StartChild(int pairs, ref string? failure)
-    {
-        ProcessStartInfo? start = QuickRunner.SelfStartInfo();
-        if (start is null)
-        {
-            failure = "no process path to start it from";
-            return null;
-        }
-
-        start.ArgumentList.Add(ChildMode);
-        start.ArgumentList.Add(pairs.ToString(CultureInfo.InvariantCulture));
-        start.Environment["KMEMLEAK"] = "off";
-        start.RedirectStandardInput = true;
-        start.RedirectStandardOutput = true; // stderr is shared, so a failing child's message is seen
-        try
-        {
-            return Process.Start(start) ?? throw new InvalidOperationException("Process.Start returned null");
-        }
-        catch (Exception e) when (e is Win32Exception or InvalidOperationException)
-        {
-            failure = $"could not start it: {e.Message}";
-            return null;
-        }
-    }
-
-    /// <summary>Has the child time one repetition and adds its answer to <paramref name="samples"/>.</summary>
-    private static void AskChild(Process? child, List<double> samples, ref string? failure)
-    {
-        if (child is null || failure is not null)
-        {
-            return;
-        }
-
-        try
-        {
-            child.StandardInput.WriteLine(RunLine);
-            child.StandardInput.Flush();
-        }
-        catch (IOException e)
-        {
-            failure = $"it stopped reading ({e.Message})";
-            return;
-        }
-
-        if (ReadFromChild(child, ref failure) is not { } line)
-        {
-            return;
-        }
-
-        if (double.TryParse(line, NumberStyles.Float, CultureInfo.InvariantCulture, out double ns) && ns > 0)
-        {
-            samples.Add(ns);
-        }
-        else
-        {
-            failure = $"it answered '{line}' instead of a number";
-        }
-    }
-
-    /// <summary>The child's next line, or null (and <paramref name="failure"/> set) on exit, end of output or timeout.</summary>
-    private static string? ReadFromChild(Process child, ref string? failure)
-    {
-        using var timeout = new CancellationTokenSource(s_childTimeout);
-        try
-        {
-            string? line = child.StandardOutput.ReadLineAsync(timeout.Token).AsTask().GetAwaiter().GetResult();
-            if (line is null)
-            {
-                child.WaitForExit();
-                failure = $"it exited with code {child.ExitCode}";
+                Timing.WarmUp(tight, legacyPairs);
+                legacyWarm = true;
             }
 
-            return line?.Trim();
-        }
-        catch (OperationCanceledException)
-        {
-            failure = $"no answer within {s_childTimeout.TotalSeconds:F0} s";
-            return null;
-        }
-    }
-
-    /// <summary>Closes the child's input (its signal to finish) and waits briefly; kills it if it does not exit.</summary>
-    private static void StopChild(Process? child)
-    {
-        if (child is null)
-        {
-            return;
+            return Timing.TimeOnce(tight, legacyPairs).ToString("R", CultureInfo.InvariantCulture);
         }
 
-        try
+        if (words is not [("warm" or "run") and var verb, var workload, var opsText] || !TryParseOps(opsText, out int ops))
         {
-            child.StandardInput.Close();
-            if (!child.WaitForExit(TimeSpan.FromSeconds(10)))
-            {
-                child.Kill(entireProcessTree: true);
-                child.WaitForExit();
-            }
+            return $"error: expected 'warm WORKLOAD OPS', 'run WORKLOAD OPS' or 'run', not '{string.Join(' ', words)}'";
         }
-        catch (Exception e) when (e is IOException or InvalidOperationException or Win32Exception)
+
+        if (AllocWorkloads.Loop(workload, AllocWorkloads.Kmem) is not { } loop)
         {
-            // Already gone; nothing to clean up.
+            return $"error: unknown workload '{workload}'";
         }
-        finally
+
+        if (verb == "warm")
         {
-            child.Dispose();
+            Timing.WarmUp(loop, ops);
+            return "ok";
         }
+
+        return Timing.TimeOnce(loop, ops).ToString("R", CultureInfo.InvariantCulture);
     }
 
-    private static double Median(List<double> samples)
-    {
-        double[] sorted = [.. samples.Order()];
-        int mid = sorted.Length / 2;
-        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-    }
+    private static bool TryParseOps(string text, out int ops) =>
+        int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out ops) && ops >= 4000;
 }
