@@ -46,7 +46,8 @@ internal static class Program
               What DIAGNOSTIC mode costs: diag-pair64 (64-byte pairs) and diag-mixed (a 512-block window of
               16 to 4096-byte blocks) with the mode off and on, repetitions alternating in one process.
           Kmem.Benchmarks bdn [BenchmarkDotNet arguments]
-              BenchmarkDotNet micro-benchmarks (PairBenchmarks), e.g. bdn --filter '*'
+              BenchmarkDotNet micro-benchmarks: PairBenchmarks (tight 64-byte pairs) and ShapeBenchmarks
+              (pair64-batch1000 and mixed per allocator; kmem with tracking on), e.g. bdn --filter '*'
           Kmem.Benchmarks help
               This text.
 
@@ -162,7 +163,7 @@ internal static class Program
             config = config.AddFilter(new NameFilter(name => name != nameof(PairBenchmarks.MimallocPair)));
         }
 
-        BenchmarkSwitcher.FromTypes([typeof(PairBenchmarks)]).Run(args, config);
+        BenchmarkSwitcher.FromTypes([typeof(PairBenchmarks), typeof(ShapeBenchmarks)]).Run(args, config);
         return 0;
     }
 }
