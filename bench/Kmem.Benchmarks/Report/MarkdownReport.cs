@@ -23,7 +23,7 @@ internal static class MarkdownReport
         md.AppendLine();
         md.AppendLine($"- machine: {machine}");
         md.AppendLine($"- load average at the start: {info.LoadAverage}");
-        md.AppendLine($"- library commit: {info.Commit}");
+        md.AppendLine($"- git commit: {info.Commit}");
         md.AppendLine($"- method: {info.Method}");
         foreach (string note in results.Notes)
         {
@@ -85,16 +85,41 @@ internal static class MarkdownReport
             return $"cannot read {path}: {e.Message}";
         }
 
-        int begin = text.IndexOf(BeginMarker, StringComparison.Ordinal);
-        int end = text.IndexOf(EndMarker, StringComparison.Ordinal);
-        if (begin < 0 || end < begin)
+        // Only markers on lines of their own count: the docs may mention them in running text.
+        int begin = FindMarkerLine(text, BeginMarker, 0);
+        int end = begin < 0 ? -1 : FindMarkerLine(text, EndMarker, begin);
+        if (begin < 0 || end < 0)
         {
-            return $"{path} has no '{BeginMarker}' ... '{EndMarker}' section";
+            return $"{path} has no '{BeginMarker}' ... '{EndMarker}' section (each marker on a line of its own)";
         }
 
         string updated = text[..(begin + BeginMarker.Length)] + "\n" + block.TrimEnd() + "\n" + text[end..];
         File.WriteAllText(path, updated);
         return null;
+    }
+
+    /// <summary>The index of the first line from <paramref name="from"/> that is <paramref name="marker"/> alone
+    /// (surrounding blanks allowed), or −1.</summary>
+    private static int FindMarkerLine(string text, string marker, int from)
+    {
+        for (int at = text.IndexOf(marker, from, StringComparison.Ordinal); at >= 0;
+             at = text.IndexOf(marker, at + marker.Length, StringComparison.Ordinal))
+        {
+            int lineStart = text.LastIndexOf('\n', Math.Max(0, at - 1)) + 1;
+            if (at == 0)
+            {
+                lineStart = 0;
+            }
+
+            int lineEnd = text.IndexOf('\n', at);
+            string line = text[lineStart..(lineEnd < 0 ? text.Length : lineEnd)];
+            if (line.Trim() == marker)
+            {
+                return at;
+            }
+        }
+
+        return -1;
     }
 
     /// <summary>Three significant figures or so: 12.3, 1.23, 123, 1234.</summary>
