@@ -35,6 +35,7 @@ internal static unsafe class MemoryWorkloads
         ("kmem-tracking", AllocWorkloads.Kmem, false),
         ("mimalloc", AllocWorkloads.Mimalloc, false),
         ("nativememory", AllocWorkloads.NativeMemoryName, false),
+        ("jemalloc", AllocWorkloads.Jemalloc, false),
     ];
 
     // ---- parent side --------------------------------------------------------------------------------------------------
@@ -158,7 +159,11 @@ internal static unsafe class MemoryWorkloads
     private static int Rss<T>() where T : struct, IAllocator
     {
         T.Free(T.Alloc(BlockSize), BlockSize);
-        ulong** pointers = (ulong**)System.Runtime.InteropServices.NativeMemory.AllocZeroed(Blocks, (nuint)sizeof(void*));
+        // The pointer array is written in full before the baseline: calloc'd (mmap'ed) pages would otherwise only
+        // become resident during the loop and add 8 MiB to every subject's growth.
+        nuint arrayBytes = Blocks * (nuint)sizeof(void*);
+        ulong** pointers = (ulong**)System.Runtime.InteropServices.NativeMemory.Alloc(arrayBytes);
+        System.Runtime.InteropServices.NativeMemory.Fill(pointers, arrayBytes, 0xff);
         long before = VmRssKb();
         for (int i = 0; i < Blocks; i++)
         {
