@@ -23,7 +23,7 @@ internal static class Program
                 pair64-tight, pair64-batch1000, mixed   ns per malloc+free pair; subjects kmem (leak tracking off: a
                                                         KMEMLEAK=off child), kmem-tracking (on: this process),
                                                         nativememory, mimalloc, jemalloc
-                threads2-scaling     speed-up of 2 threads over 1 on mixed (kmem, kmem-tracking)
+                threads2-scaling     speed-up of 2 threads over 1 on mixed (kmem, kmem-tracking; mimalloc for reference)
                 producer-consumer    64-byte blocks freed on another thread (kmem, nativememory, mimalloc)
                 sparse-scan          process roots over 1 GiB of pointer-free memory vs read bandwidth (GB/s)
                 idle-scan            one scan of a small idle process (extra)
