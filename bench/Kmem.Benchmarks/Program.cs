@@ -1,4 +1,5 @@
-// Program.cs — entry point: dispatches the "quick", "scan" and "bdn" modes and prints usage (exit code 2) for anything else.
+// Program.cs — entry point: dispatches the "quick", "full", "scan", "diagnostic" and "bdn" modes and the hidden child
+// modes, parses their options, and prints usage (exit code 2) for anything else.
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using BenchmarkDotNet.Configs;
@@ -17,23 +18,36 @@ internal static class Program
         Kmem benchmarks
 
         usage:
-          Kmem.Benchmarks quick [--json FILE] [--reps N] [--pairs N]
-              Stopwatch benchmark of 64-byte Malloc+Free pairs (pair64-tight, pair64-batch1000) for kmem,
-              nativememory, mimalloc and jemalloc (peers that cannot be loaded are skipped with a note);
-              then pair64-tight-tracking (leak tracking on here vs off in a KMEMLEAK=off child) and, last,
-              leakbench-1m (three leak scans of 1M objects beside LeakSanitizer's checks of the same graph,
-              when clang-14 and libclang-rt-14-dev are installed). Exits with 1 if leakbench's leak counts
-              are wrong. Prints medians and kmem/peer ratios; --json writes them to FILE.
-              --reps N    timed repetitions per workload and subject (default 7)
-              --pairs N   pairs per repetition, a multiple of 1000 (default 4000000)
+          Kmem.Benchmarks quick [--json FILE] [--docs FILE] [--reps N] [--pairs N]
+              The hand-written harness, about a minute: every workload but leakbench-4m and valgrind.
+                pair64-tight, pair64-batch1000, mixed   ns per malloc+free pair; subjects kmem (leak tracking off: a
+                                                        KMEMLEAK=off child), kmem-tracking (on: this process),
+                                                        nativememory, mimalloc, jemalloc
+                threads2-scaling     speed-up of 2 threads over 1 on mixed (kmem, kmem-tracking; mimalloc for reference)
+                producer-consumer    64-byte blocks freed on another thread (kmem, nativememory, mimalloc)
+                sparse-scan          process roots over 1 GiB of pointer-free memory vs read bandwidth (GB/s)
+                idle-scan            one scan of a small idle process (extra)
+                leakbench-1m         leak scan of the 1M-object leakbench heap in a fresh child vs LeakSanitizer
+                rss-1m, metadata-per-object   RSS growth of 2^20 live 64-byte blocks in fresh children
+                stats-1000-types     Heap.TypeStats() (and FormatVmstat) with 1000 types
+              Peers that cannot be loaded or built are skipped with a note. Prints a table per workload and the
+              targets; exits with 1 if leakbench's leak counts are wrong.
+              --json FILE  writes {machine, runs, ratios} to FILE
+              --docs FILE  rewrites FILE's section between <!-- bench:generated:begin --> and <!-- bench:generated:end -->
+              --reps N     timed repetitions per workload and subject (quick 5, full 11)
+              --pairs N    64-byte pairs per repetition (quick 2000000, full 4000000); mixed and threads2-scaling
+                           use a quarter, producer-consumer an eighth
+          Kmem.Benchmarks full [--json FILE] [--docs FILE] [--reps N] [--pairs N]
+              Everything quick runs plus leakbench-4m and valgrind on both leakbench heaps, more repetitions and
+              three RSS children per subject; several minutes.
           Kmem.Benchmarks scan [--json FILE]
-              The leak-scan workloads alone: scan-sparse-1g (process roots over 1 GiB of pointer-free memory
-              against a plain vector read loop), idle-scan (a small idle process) and leakbench-1m.
+              The leak-scan workloads alone: sparse-scan, idle-scan and leakbench-1m (kmem, lsan).
           Kmem.Benchmarks diagnostic [--json FILE] [--reps N] [--pairs N]
               What DIAGNOSTIC mode costs: diag-pair64 (64-byte pairs) and diag-mixed (a 512-block window of
               16 to 4096-byte blocks) with the mode off and on, repetitions alternating in one process.
           Kmem.Benchmarks bdn [BenchmarkDotNet arguments]
-              BenchmarkDotNet micro-benchmarks (PairBenchmarks), e.g. bdn --filter '*'
+              BenchmarkDotNet micro-benchmarks: PairBenchmarks (tight 64-byte pairs) and ShapeBenchmarks
+              (pair64-batch1000 and mixed per allocator; kmem with tracking on), e.g. bdn --filter '*'
           Kmem.Benchmarks help
               This text.
 
@@ -44,22 +58,29 @@ internal static class Program
     {
         switch (args)
         {
-            case ["quick", .. var rest]:
-                return TryParseQuick(rest, out QuickOptions? options, out string? error)
-                    ? QuickRunner.Run(options, args)
+            case [("quick" or "full") and var mode, .. var rest]:
+                return TryParseOptions(rest, allowDocs: true, out QuickOptions? options, out string? error)
+                    ? QuickRunner.Run(options, full: mode == "full", args)
                     : UsageError(error);
             case ["scan", .. var rest]:
-                return TryParseQuick(rest, out QuickOptions? scanOptions, out string? scanError)
-                    ? QuickRunner.RunScans(scanOptions)
+                return TryParseOptions(rest, allowDocs: false, out QuickOptions? scanOptions, out string? scanError)
+                    ? QuickRunner.RunScans(scanOptions, args)
                     : UsageError(scanError);
             case ["diagnostic", .. var rest]:
-                return TryParseQuick(rest, out QuickOptions? diagOptions, out string? diagError)
+                return TryParseOptions(rest, allowDocs: false, out QuickOptions? diagOptions, out string? diagError)
                     ? QuickRunner.RunDiagnostic(diagOptions)
                     : UsageError(diagError);
+            // hidden child modes, started by the modes above
             case [RootScanWorkload.ChildMode]:
-                return RootScanWorkload.RunChild(); // hidden: the small idle process of idle-scan
-            case [TrackingWorkload.ChildMode, var pairs]:
-                return TrackingWorkload.RunChild(pairs); // hidden: the KMEMLEAK=off side of pair64-tight-tracking
+                return RootScanWorkload.RunChild(); // the small idle process of idle-scan
+            case [KmemChild.ChildMode, .. var rest]:
+                return KmemChild.RunChild(rest); // the KMEMLEAK=off side of the allocation workloads
+            case [LeakbenchWorkload.ChildMode, var objects]:
+                return LeakbenchWorkload.RunChild(objects); // Kmem's leakbench heap, alone in its process
+            case [MemoryWorkloads.RssChildMode, var allocator]:
+                return MemoryWorkloads.RunRssChild(allocator); // rss-1m and metadata-per-object
+            case [MemoryWorkloads.StatsChildMode]:
+                return MemoryWorkloads.RunStatsChild(); // stats-1000-types
             case ["bdn", .. var rest]:
                 return RunBenchmarkDotNet(rest);
             case ["help" or "-h" or "--help" or "-?"]:
@@ -80,7 +101,7 @@ internal static class Program
         return 2;
     }
 
-    private static bool TryParseQuick(string[] args, [NotNullWhen(true)] out QuickOptions? options,
+    private static bool TryParseOptions(string[] args, bool allowDocs, [NotNullWhen(true)] out QuickOptions? options,
         [NotNullWhen(false)] out string? error)
     {
         options = new QuickOptions(JsonPath: null);
@@ -88,9 +109,9 @@ internal static class Program
         for (int i = 0; i < args.Length; i++)
         {
             string name = args[i];
-            if (name is not ("--json" or "--reps" or "--pairs"))
+            if (name is not ("--json" or "--reps" or "--pairs") && !(allowDocs && name == "--docs"))
             {
-                error = $"unknown quick option '{name}'";
+                error = $"unknown option '{name}'";
                 break;
             }
 
@@ -101,9 +122,9 @@ internal static class Program
             }
 
             string value = args[++i];
-            if (name == "--json")
+            if (name is "--json" or "--docs")
             {
-                options = options with { JsonPath = value };
+                options = name == "--json" ? options with { JsonPath = value } : options with { DocsPath = value };
                 continue;
             }
 
@@ -113,9 +134,9 @@ internal static class Program
                 break;
             }
 
-            if (name == "--pairs" && number < 1000)
+            if (name == "--pairs" && number < 4000)
             {
-                error = "--pairs must be at least 1000";
+                error = "--pairs must be at least 4000";
                 break;
             }
 
@@ -142,7 +163,7 @@ internal static class Program
             config = config.AddFilter(new NameFilter(name => name != nameof(PairBenchmarks.MimallocPair)));
         }
 
-        BenchmarkSwitcher.FromTypes([typeof(PairBenchmarks)]).Run(args, config);
+        BenchmarkSwitcher.FromTypes([typeof(PairBenchmarks), typeof(ShapeBenchmarks)]).Run(args, config);
         return 0;
     }
 }

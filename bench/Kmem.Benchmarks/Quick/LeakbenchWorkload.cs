@@ -1,7 +1,8 @@
-// Quick/LeakbenchWorkload.cs — the "leakbench-1m" workload: Kmemleak's scan of the leakbench heap (1M 64-byte
-// objects, 90% one binary tree, 10% leaked as 10-node subtrees; shared/peers/leakbench.c) built with Kmem in this
-// process, beside LeakSanitizer's check of the same graph (leakbench.c built with clang -fsanitize=leak), same run.
-using System.ComponentModel;
+// Quick/LeakbenchWorkload.cs — the "leakbench-1m" and "leakbench-4m" workloads: Kmemleak's scan of the leakbench heap
+// (N 64-byte objects, 90% one binary tree, 10% leaked as 10-node subtrees; shared/peers/leakbench.c) built with Kmem in
+// a fresh child process (the hidden mode quick-child-leakbench N), beside LeakSanitizer's and valgrind's checks of the
+// same graph (leakbench.c built with clang -fsanitize=leak and with gcc -DUSE_VALGRIND), same run. Owns both the
+// parent's side (child, peers, rows) and the child's (building the heap, three scans, the count checks).
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
@@ -10,30 +11,105 @@ using Kmem.Benchmarks.Report;
 
 namespace Kmem.Benchmarks.Quick;
 
-/// <summary>The rows of the leakbench workload and whether Kmem's leak counts were the expected ones.</summary>
-internal sealed record LeakbenchOutcome(List<BenchRun> Runs, bool CountsOk);
-
 /// <summary>
-/// Builds leakbench's graph with <c>Heap.Malloc(64, "leakbench")</c>, roots the tree in an 8-byte foreign block
-/// registered with <c>Kmemleak.Alloc(root, 8, 0)</c>, and times three <c>Kmemleak.Scan()</c> calls with
-/// <c>minage=0</c> and the default settings otherwise (process roots on, a forced GC first): the first primes the
-/// checksums (nothing can be reported on a block's first white scan), the second reports the 100,000 leaks, the third
-/// is the steady state (reported as ns per object, whole and by part). The blocks are never freed, so this runs last.
-/// Then leakbench.c is built with LeakSanitizer and its third check is timed.
+/// Kmem's side runs in its own child so each heap is alone in its process: a scan covers the whole process, and the
+/// heap is never freed. The child builds leakbench's graph with <c>Heap.Malloc(64, "leakbench")</c>, roots the tree
+/// in an 8-byte foreign block registered with <c>Kmemleak.Alloc(root, 8, 0)</c>, and times three
+/// <c>Kmemleak.Scan()</c> calls with <c>minage=0</c> and the default settings otherwise (process roots on, a forced GC
+/// first): the first primes the checksums (nothing can be reported on a block's first white scan), the second reports
+/// the leaks, the third is the steady state (reported as ns per object, whole and by part). Its last line is
+/// <c>result ns=… gc=… roots=… mark=… classify=… counts_ok=0|1</c>.
 /// </summary>
 internal static unsafe class LeakbenchWorkload
 {
-    public const string Workload = "leakbench-1m";
+    public const string ChildMode = "quick-child-leakbench";
 
-    private const int Objects = 1_000_000;
     private const int SubtreeSize = 10;
     private const int Scans = 3;
-    private const int ExpectedLeaks = Objects / 10 / SubtreeSize * SubtreeSize;   // 100,000 (leakbench.c, 10%)
-    private const int ExpectedDirect = ExpectedLeaks / SubtreeSize;               // 10,000 subtree roots
-    private const int Reachable = Objects - ExpectedLeaks;                        // 900,000 in the tree
     private const string TypeName = "leakbench";
     private const string LsanPackages = "clang-14 libclang-rt-14-dev";
-    private static readonly TimeSpan s_toolTimeout = TimeSpan.FromMinutes(2);
+    private static readonly TimeSpan s_childTimeout = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan s_toolTimeout = TimeSpan.FromMinutes(10);
+
+    /// <summary>The workload's name for <paramref name="objects"/>: leakbench-1m, leakbench-4m.</summary>
+    public static string NameFor(int objects) => $"leakbench-{objects / 1_000_000}m";
+
+    /// <summary>
+    /// Runs Kmem's child, then LSan (and valgrind when <paramref name="withValgrind"/>) on
+    /// <paramref name="objects"/> objects; adds the rows; returns false when Kmem's leak counts were wrong.
+    /// </summary>
+    public static bool Run(Results results, int objects, bool withValgrind, PeerTools tools)
+    {
+        string workload = NameFor(objects);
+        (int leaks, int direct, int reachable) = Expected(objects);
+        Console.WriteLine();
+        Console.WriteLine($"{workload}: leak scans of the leakbench heap ({objects:N0} objects of 64 B; {reachable:N0} in one"
+            + $" binary tree, {leaks:N0} leaked as {direct:N0} subtrees of {SubtreeSize}); ns per object");
+        results.Describe(workload, $"ns per object for one whole leak scan of the leakbench heap ({objects:N0} objects of"
+            + " 64 B, 10% leaked); kmem: 3rd `Kmemleak.Scan()` in a fresh child (tracking on, process roots, forced GC),"
+            + " parts as kmem-*; lsan: 3rd check (`symbolize=0`); valgrind: one in-program check");
+
+        bool countsOk = KmemSide(results, workload, objects);
+        if (tools.Check(objects, PeerTools.Lsan, Scans) is { } lsan)
+        {
+            results.AddOne(workload, "lsan", lsan, "ns");
+        }
+
+        if (withValgrind && tools.Check(objects, PeerTools.Valgrind, 1) is { } vg)
+        {
+            results.AddOne(workload, "valgrind", vg, "ns");
+        }
+
+        return countsOk;
+    }
+
+    private static (int Leaks, int Direct, int Reachable) Expected(int objects)
+    {
+        int leaks = objects / 10 / SubtreeSize * SubtreeSize;
+        return (leaks, leaks / SubtreeSize, objects - leaks);
+    }
+
+    private static bool KmemSide(Results results, string workload, int objects)
+    {
+        string? resultLine = null;
+        ToolRun run = ChildProcess.RunSelf([ChildMode, objects.ToString(CultureInfo.InvariantCulture)], null,
+            s_childTimeout, line =>
+            {
+                if (line.StartsWith("result ", StringComparison.Ordinal))
+                {
+                    resultLine = line;
+                }
+                else
+                {
+                    Console.WriteLine(line);
+                }
+            });
+        if (resultLine is null)
+        {
+            string why = $"the leakbench child failed ({run.Error ?? $"exit code {run.ExitCode}"})";
+            Console.WriteLine($"note:    kmem skipped: {why}");
+            results.Notes.Add($"{workload} kmem: {why}");
+            return run.ExitCode != 1; // exit code 1 is the child's count failure
+        }
+
+        Dictionary<string, double> fields = resultLine.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1)
+            .Select(f => f.Split('='))
+            .ToDictionary(f => f[0], f => double.Parse(f[1], CultureInfo.InvariantCulture));
+        results.AddOne(workload, "kmem", fields["ns"], "ns");
+        results.AddOne(workload, "kmem-gc", fields["gc"], "ns");
+        results.AddOne(workload, "kmem-process-roots", fields["roots"], "ns");
+        results.AddOne(workload, "kmem-marking", fields["mark"], "ns");
+        results.AddOne(workload, "kmem-classification", fields["classify"], "ns");
+        bool ok = fields["counts_ok"] == 1;
+        if (!ok)
+        {
+            results.Notes.Add($"{workload}: Kmem's leak counts were wrong (the run exits with code 1)");
+        }
+
+        return ok;
+    }
+
+    // ---- the child: Kmem's heap and scans ---------------------------------------------------------------------------
 
     /// <summary>Allocations so far; leakbench.c's payload is <c>(g_allocs &amp; 0xffff) + i</c>.</summary>
     private static long s_allocs;
@@ -47,53 +123,35 @@ internal static unsafe class LeakbenchWorkload
         public fixed ulong Payload[6];
     }
 
-    /// <summary>Runs Kmem's side, then LSan's; prints every scan and check, the counts and the ratio.</summary>
-    public static LeakbenchOutcome Run()
+    /// <summary>The child (<c>quick-child-leakbench N</c>): builds the heap, scans three times, prints the scans and the
+    /// result line. Exit code 1 when the leak counts are wrong, 2 on bad arguments, 3 when tracking is off.</summary>
+    public static int RunChild(string objectsText)
     {
-        Console.WriteLine();
-        Console.WriteLine($"{Workload}: leak scans of the leakbench heap ({Objects:N0} objects of 64 B; {Reachable:N0} in one"
-            + $" binary tree, {ExpectedLeaks:N0} leaked as {ExpectedDirect:N0} subtrees of {SubtreeSize}); ns per object");
-        var runs = new List<BenchRun>();
+        if (!int.TryParse(objectsText, NumberStyles.None, CultureInfo.InvariantCulture, out int objects)
+            || objects < 1000)
+        {
+            Console.Error.WriteLine($"error: {ChildMode} needs a number of objects of at least 1000, not '{objectsText}'");
+            return 2;
+        }
+
         if (!Kmemleak.IsEnabled)
         {
-            Console.WriteLine("note:    kmem skipped: leak tracking is off in this process (KMEMLEAK=off?)");
-            return new LeakbenchOutcome(runs, CountsOk: true);
+            Console.Error.WriteLine($"error: {ChildMode} needs leak tracking on (started with KMEMLEAK=off?)");
+            return 3;
         }
 
-        (double kmem, LeakScanStats parts, bool countsOk) = KmemScans();
-        runs.Add(new BenchRun(Workload, "kmem", Math.Round(kmem, 1), "ns"));
-        runs.Add(new BenchRun(Workload, "kmem-gc", PerObject(parts.GcTime), "ns"));
-        runs.Add(new BenchRun(Workload, "kmem-process-roots", PerObject(parts.ProcessRootTime), "ns"));
-        runs.Add(new BenchRun(Workload, "kmem-marking", PerObject(parts.MarkTime - parts.ProcessRootTime), "ns"));
-        runs.Add(new BenchRun(Workload, "kmem-classification", PerObject(parts.ClassifyTime), "ns"));
-        if (LsanChecks() is { } lsan)
-        {
-            runs.Add(new BenchRun(Workload, "lsan", Math.Round(lsan, 1), "ns"));
-            Console.WriteLine($"ratio kmem/lsan (3rd scan / 3rd check, ns per object) {kmem / lsan:F2}");
-        }
-
-        return new LeakbenchOutcome(runs, countsOk);
-    }
-
-    // ---- Kmem -----------------------------------------------------------------------------------------------------
-
-    private static double PerObject(TimeSpan t) => Math.Round(t.TotalSeconds * 1e9 / Objects, 1);
-
-    /// <summary>Builds the heap, scans three times; returns ns per object of the third scan, its parts, and whether counts
-    /// matched.</summary>
-    private static (double SteadyNs, LeakScanStats Parts, bool CountsOk) KmemScans()
-    {
         if (sizeof(Node) != 64)
         {
             throw new InvalidOperationException($"leakbench node must be 64 bytes, not {sizeof(Node)}");
         }
 
-        var type = new MallocType(TypeName, "leakbench heap nodes (quick benchmark)");
+        (int expectedLeaks, int expectedDirect, int reachable) = Expected(objects);
+        var type = new MallocType(TypeName, "leakbench heap nodes (benchmark)");
         Node** root = (Node**)NativeMemory.AllocZeroed((nuint)sizeof(Node*));
         Kmemleak.Alloc(root, (nuint)sizeof(Node*), 0); // min_count 0: a root, scanned and never reported
 
         long start = Stopwatch.GetTimestamp();
-        *root = BuildHeap(type);
+        *root = BuildHeap(type, reachable, expectedLeaks / SubtreeSize);
         Console.WriteLine($"kmem:    alloc phase {Stopwatch.GetElapsedTime(start).TotalSeconds:F3} s ({s_allocs:N0} blocks)");
 
         Kmemleak.Write("minage=0");
@@ -105,12 +163,12 @@ internal static unsafe class LeakbenchWorkload
             start = Stopwatch.GetTimestamp();
             LeakScanResult result = Kmemleak.Scan();
             double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            double ns = seconds * 1e9 / Objects;
+            double ns = seconds * 1e9 / objects;
 
             int leaks = result.Leaks.Count;
             int direct = result.Leaks.Count(l => l.Direct);
             int ours = result.Leaks.Count(l => l.Type == TypeName);
-            (int wantLeaks, int wantDirect) = scan == 1 ? (0, 0) : (ExpectedLeaks, ExpectedDirect);
+            (int wantLeaks, int wantDirect) = scan == 1 ? (0, 0) : (expectedLeaks, expectedDirect);
             bool ok = leaks == wantLeaks && direct == wantDirect && ours == leaks;
             countsOk &= ok;
             string verdict = ok ? "as expected" : $"EXPECTED {wantLeaks:N0} ({wantDirect:N0} direct) of type {TypeName}";
@@ -127,24 +185,29 @@ internal static unsafe class LeakbenchWorkload
 
         if (!countsOk)
         {
-            Console.WriteLine("error:   kmem's leak counts differ from leakbench's; the quick run will exit with code 1");
+            Console.WriteLine("error:   kmem's leak counts differ from leakbench's; the run will exit with code 1");
         }
 
-        return (steady, parts, countsOk);
+        double PerObject(TimeSpan t) => t.TotalSeconds * 1e9 / objects;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"result ns={steady:F1} gc={PerObject(parts.GcTime):F1} roots={PerObject(parts.ProcessRootTime):F1}"
+            + $" mark={PerObject(parts.MarkTime - parts.ProcessRootTime):F1} classify={PerObject(parts.ClassifyTime):F1}"
+            + $" counts_ok={(countsOk ? 1 : 0)}"));
+        return countsOk ? 0 : 1;
     }
 
     /// <summary>
     /// build_reachable of leakbench.c: the tree's nodes through a temporary index (not Kmem memory, so never scanned),
-    /// one leaked subtree after every 90 of them, then the links; the index is zeroed and freed. Returns the tree's root.
+    /// one leaked subtree after every so many of them, then the links; the index is zeroed and freed. Returns the root.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Node* BuildHeap(MallocType type)
+    private static Node* BuildHeap(MallocType type, int reachable, int subtrees)
     {
-        Node** index = (Node**)NativeMemory.Alloc((nuint)Reachable, (nuint)sizeof(Node*));
-        int budget = ExpectedLeaks / SubtreeSize;
-        int leakEvery = Reachable / budget;
+        Node** index = (Node**)NativeMemory.Alloc((nuint)reachable, (nuint)sizeof(Node*));
+        int budget = subtrees;
+        int leakEvery = reachable / budget;
         int since = 0;
-        for (int i = 0; i < Reachable; i++)
+        for (int i = 0; i < reachable; i++)
         {
             index[i] = NewNode(type);
             if (budget > 0 && ++since >= leakEvery)
@@ -160,14 +223,14 @@ internal static unsafe class LeakbenchWorkload
             LeakOneSubtree(type);
         }
 
-        for (int i = 0; i < Reachable; i++)
+        for (int i = 0; i < reachable; i++)
         {
-            index[i]->Left = 2 * i + 1 < Reachable ? index[2 * i + 1] : null;
-            index[i]->Right = 2 * i + 2 < Reachable ? index[2 * i + 2] : null;
+            index[i]->Left = 2 * i + 1 < reachable ? index[2 * i + 1] : null;
+            index[i]->Right = 2 * i + 2 < reachable ? index[2 * i + 2] : null;
         }
 
         Node* treeRoot = index[0];
-        NativeMemory.Clear(index, (nuint)Reachable * (nuint)sizeof(Node*)); // no stale copies of the pointers
+        NativeMemory.Clear(index, (nuint)reachable * (nuint)sizeof(Node*)); // no stale copies of the pointers
         NativeMemory.Free(index);
         return treeRoot;
     }
@@ -207,54 +270,56 @@ internal static unsafe class LeakbenchWorkload
         return n;
     }
 
-    // ---- LeakSanitizer ----------------------------------------------------------------------------------------------
+    // ---- the peers: LeakSanitizer and valgrind ----------------------------------------------------------------------
 
     /// <summary>
-    /// Builds leakbench.c with clang's LeakSanitizer into a temporary directory, runs
-    /// <c>LSAN_OPTIONS=symbolize=0 leakbench_lsan 1000000 3</c> and returns the third check in ns per object; null,
-    /// with a note, when clang, its LSan runtime or leakbench.c is missing or the run gives no timings.
+    /// leakbench.c's peer builds, made once per run into a temporary directory (deleted on dispose): clang's
+    /// LeakSanitizer build and gcc's valgrind build. A peer that cannot be built or run is skipped with one note.
     /// </summary>
-    private static double? LsanChecks()
+    internal sealed class PeerTools(Results results) : IDisposable
     {
-        string? source = FindLeakbenchSource();
-        string? clang = FindOnPath("clang-14") ?? FindOnPath("clang");
-        if (source is null || clang is null)
-        {
-            Console.WriteLine("note:    lsan skipped: " + (source is null
-                ? "shared/peers/leakbench.c not found above the program's or the current directory"
-                : $"no clang-14 or clang on PATH (on Debian/Ubuntu: apt-get install -y {LsanPackages})"));
-            return null;
-        }
+        public const string Lsan = "lsan";
+        public const string Valgrind = "valgrind";
 
-        DirectoryInfo temp = Directory.CreateTempSubdirectory("kmem-leakbench-");
-        try
+        /// <summary>The environment variable that names leakbench.c when it is not found above the directories.</summary>
+        public const string SourceVariable = "KMEM_LEAKBENCH_C";
+
+        private readonly Dictionary<string, string?> _built = new(StringComparer.Ordinal);
+        private DirectoryInfo? _temp;
+
+        /// <summary>
+        /// Runs <paramref name="tool"/>'s build of leakbench on <paramref name="objects"/> objects with
+        /// <paramref name="checks"/> checks; returns the last check in ns per object, or null with a note.
+        /// </summary>
+        public double? Check(int objects, string tool, int checks)
         {
-            string exe = Path.Combine(temp.FullName, "leakbench_lsan");
-            ToolRun build = RunTool(clang, ["-O2", "-g", "-fsanitize=leak", "-DUSE_LSAN", source, "-o", exe], lsanOptions: null);
-            if (build.ExitCode != 0)
+            string? exe = Build(tool);
+            if (exe is null)
             {
-                Console.WriteLine($"note:    lsan skipped: {Path.GetFileName(clang)} could not build leakbench.c"
-                    + $" ({FirstLine(build.Error ?? build.ErrorOutput + build.Output)}); on Debian/Ubuntu: apt-get install -y {LsanPackages}");
                 return null;
             }
 
-            ToolRun run = RunTool(exe, [Objects.ToString(CultureInfo.InvariantCulture), Scans.ToString(CultureInfo.InvariantCulture)],
-                lsanOptions: "symbolize=0");
-            var checks = new double[Scans];
+            string n = objects.ToString(CultureInfo.InvariantCulture);
+            string k = checks.ToString(CultureInfo.InvariantCulture);
+            ToolRun run = tool == Lsan
+                ? ChildProcess.RunTool(exe, [n, k], new Dictionary<string, string> { ["LSAN_OPTIONS"] = "symbolize=0" },
+                    s_toolTimeout)
+                : ChildProcess.RunTool(ChildProcess.FindOnPath("valgrind")!, ["--leak-check=no", exe, n, k], null,
+                    s_toolTimeout);
+            var seconds = new double[checks];
             int found = 0;
             foreach (string line in run.Output.Split('\n', StringSplitOptions.TrimEntries))
             {
-                if (line.StartsWith("N=", StringComparison.Ordinal))
+                if (line.StartsWith("N=", StringComparison.Ordinal) || line.StartsWith("vg blocks", StringComparison.Ordinal))
                 {
-                    Console.WriteLine($"lsan:    {line}");
+                    Console.WriteLine($"{tool + ":",-9}{line}");
                 }
 
-                // leak_check_<k>_s=<seconds> result=<r>
-                if (TryParseCheck(line, out int k, out double seconds, out string result) && k >= 1 && k <= Scans)
+                if (TryParseCheck(line, out int check, out double s, out string result) && check >= 1 && check <= checks)
                 {
-                    checks[k - 1] = seconds;
-                    found |= 1 << (k - 1);
-                    Console.WriteLine($"lsan:    check {k} {seconds:F3} s = {seconds * 1e9 / Objects,4:F0} ns/object (result={result})");
+                    seconds[check - 1] = s;
+                    found |= 1 << (check - 1);
+                    Console.WriteLine($"{tool + ":",-9}check {check} {s:F3} s = {s * 1e9 / objects,4:F0} ns/object (result={result})");
                 }
             }
 
@@ -262,127 +327,136 @@ internal static unsafe class LeakbenchWorkload
             foreach (IGrouping<string, string> summary in run.ErrorOutput.Split('\n', StringSplitOptions.TrimEntries)
                          .Where(l => l.StartsWith("SUMMARY:", StringComparison.Ordinal)).GroupBy(l => l))
             {
-                Console.WriteLine($"lsan:    {summary.Key} (in {summary.Count()} of {Scans} reports)");
+                Console.WriteLine($"{tool + ":",-9}{summary.Key} (in {summary.Count()} of {checks} reports)");
             }
 
-            if (found != (1 << Scans) - 1)
+            if (found != (1 << checks) - 1)
             {
-                Console.WriteLine($"note:    lsan skipped: leakbench_lsan gave no timings for all {Scans} checks (exit code"
-                    + $" {run.ExitCode}: {FirstLine(run.Error ?? run.ErrorOutput)})");
+                Skip(tool, $"leakbench gave no timings for all {checks} checks (exit code {run.ExitCode}:"
+                    + $" {ChildProcess.FirstLine(run.Error ?? run.ErrorOutput)})");
                 return null;
             }
 
-            return checks[Scans - 1] * 1e9 / Objects;
+            return seconds[checks - 1] * 1e9 / objects;
         }
-        finally
+
+        public void Dispose()
         {
             try
             {
-                temp.Delete(recursive: true);
+                _temp?.Delete(recursive: true);
             }
             catch (IOException)
             {
             }
         }
-    }
 
-    private static bool TryParseCheck(string line, out int check, out double seconds, out string result)
-    {
-        check = 0;
-        seconds = 0;
-        result = "";
-        const string prefix = "leak_check_";
-        int marker = line.IndexOf("_s=", StringComparison.Ordinal);
-        if (!line.StartsWith(prefix, StringComparison.Ordinal) || marker < 0)
+        /// <summary>The tool's leakbench binary, built on first use; null (with a note, once) when it cannot be.</summary>
+        private string? Build(string tool)
         {
-            return false;
-        }
-
-        string[] rest = line[(marker + 3)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        result = rest.FirstOrDefault(r => r.StartsWith("result=", StringComparison.Ordinal))?["result=".Length..] ?? "?";
-        ReadOnlySpan<char> number = line.AsSpan(prefix.Length, marker - prefix.Length);
-        return int.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out check)
-            && rest.Length > 0
-            && double.TryParse(rest[0], NumberStyles.Float, CultureInfo.InvariantCulture, out seconds);
-    }
-
-    /// <summary>What a tool run gave: exit code (−1 when it did not run to the end), stdout, stderr, or why it failed.</summary>
-    private sealed record ToolRun(int ExitCode, string Output, string ErrorOutput, string? Error);
-
-    private static ToolRun RunTool(string file, string[] args, string? lsanOptions)
-    {
-        var start = new ProcessStartInfo(file)
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (string arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        if (lsanOptions is not null)
-        {
-            start.Environment["LSAN_OPTIONS"] = lsanOptions;
-        }
-
-        try
-        {
-            using Process process = Process.Start(start) ?? throw new InvalidOperationException("Process.Start returned null");
-            Task<string> output = process.StandardOutput.ReadToEndAsync();
-            Task<string> error = process.StandardError.ReadToEndAsync();
-            if (!process.WaitForExit(s_toolTimeout))
+            if (_built.TryGetValue(tool, out string? done))
             {
-                process.Kill(entireProcessTree: true);
-                process.WaitForExit();
-                string timedOut = $"{Path.GetFileName(file)} timed out after {s_toolTimeout.TotalSeconds:F0} s";
-                return new ToolRun(-1, output.Result, error.Result, timedOut);
+                return done;
             }
 
-            process.WaitForExit(); // drains the redirected streams
-            return new ToolRun(process.ExitCode, output.Result, error.Result, null);
-        }
-        catch (Exception e) when (e is Win32Exception or InvalidOperationException)
-        {
-            return new ToolRun(-1, "", "", $"{Path.GetFileName(file)} could not be started: {e.Message}");
-        }
-    }
-
-    /// <summary>
-    /// The first line of a tool's output that says "error" or "cannot" (such as the linker's line about a missing LSan
-    /// runtime), else its first line.
-    /// </summary>
-    private static string FirstLine(string text)
-    {
-        string[] lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        return lines.FirstOrDefault(l => l.Contains("error", StringComparison.OrdinalIgnoreCase)
-                || l.Contains("cannot", StringComparison.OrdinalIgnoreCase))
-            ?? lines.FirstOrDefault()
-            ?? "no output";
-    }
-
-    /// <summary>shared/peers/leakbench.c in the program's directory or the current one, or any directory above them.</summary>
-    private static string? FindLeakbenchSource()
-    {
-        foreach (string from in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
-        {
-            for (DirectoryInfo? d = new(from); d is not null; d = d.Parent)
+            _built[tool] = null;
+            string? source = FindLeakbenchSource();
+            if (source is null)
             {
-                string candidate = Path.Combine(d.FullName, "shared", "peers", "leakbench.c");
-                if (File.Exists(candidate))
+                Skip(tool, "shared/peers/leakbench.c not found above the program's or the current directory"
+                    + $" (or set {SourceVariable})");
+                return null;
+            }
+
+            string? compiler;
+            string[] flags;
+            if (tool == Lsan)
+            {
+                compiler = ChildProcess.FindOnPath("clang-14") ?? ChildProcess.FindOnPath("clang");
+                flags = ["-O2", "-g", "-fsanitize=leak", "-DUSE_LSAN"];
+                if (compiler is null)
                 {
-                    return candidate;
+                    Skip(tool, $"no clang-14 or clang on PATH (on Debian/Ubuntu: apt-get install -y {LsanPackages})");
+                    return null;
                 }
             }
+            else
+            {
+                compiler = ChildProcess.FindOnPath("gcc") ?? ChildProcess.FindOnPath("cc");
+                flags = ["-O2", "-g", "-DUSE_VALGRIND"];
+                if (compiler is null || ChildProcess.FindOnPath("valgrind") is null)
+                {
+                    Skip(tool, compiler is null
+                        ? "no gcc or cc on PATH"
+                        : "valgrind not on PATH (on Debian/Ubuntu: apt-get install -y valgrind)");
+                    return null;
+                }
+            }
+
+            _temp ??= Directory.CreateTempSubdirectory("kmem-leakbench-");
+            string exe = Path.Combine(_temp.FullName, $"leakbench_{tool}");
+            ToolRun build = ChildProcess.RunTool(compiler, [.. flags, source, "-o", exe], null, TimeSpan.FromMinutes(2));
+            if (!build.Ok)
+            {
+                Skip(tool, $"{Path.GetFileName(compiler)} could not build leakbench.c"
+                    + $" ({ChildProcess.FirstLine(build.Error ?? build.ErrorOutput + build.Output)})"
+                    + (tool == Lsan ? $"; on Debian/Ubuntu: apt-get install -y {LsanPackages}" : "; valgrind/memcheck.h missing?"));
+                return null;
+            }
+
+            _built[tool] = exe;
+            return exe;
         }
 
-        return null;
-    }
+        private void Skip(string tool, string why)
+        {
+            Console.WriteLine($"note:    {tool} skipped: {why}");
+            results.Notes.Add($"{tool} skipped: {why}");
+        }
 
-    private static string? FindOnPath(string command) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "")
-            .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
-            .Select(directory => Path.Combine(directory, command))
-            .FirstOrDefault(File.Exists);
+        /// <summary><see cref="SourceVariable"/> when set, else shared/peers/leakbench.c in the program's or the
+        /// current directory, or any directory above them.</summary>
+        private static string? FindLeakbenchSource()
+        {
+            if (Environment.GetEnvironmentVariable(SourceVariable) is { Length: > 0 } given)
+            {
+                return File.Exists(given) ? Path.GetFullPath(given) : null;
+            }
+
+            foreach (string from in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
+            {
+                for (DirectoryInfo? d = new(from); d is not null; d = d.Parent)
+                {
+                    string candidate = Path.Combine(d.FullName, "shared", "peers", "leakbench.c");
+                    if (File.Exists(candidate))
+                    {
+                        return candidate;
+                    }
+                }
+            }
+
+            return null;
+        }
+
+        /// <summary>Parses <c>leak_check_&lt;k&gt;_s=&lt;seconds&gt; result=&lt;r&gt;</c>.</summary>
+        private static bool TryParseCheck(string line, out int check, out double seconds, out string result)
+        {
+            check = 0;
+            seconds = 0;
+            result = "";
+            const string prefix = "leak_check_";
+            int marker = line.IndexOf("_s=", StringComparison.Ordinal);
+            if (!line.StartsWith(prefix, StringComparison.Ordinal) || marker < 0)
+            {
+                return false;
+            }
+
+            string[] rest = line[(marker + 3)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            result = rest.FirstOrDefault(r => r.StartsWith("result=", StringComparison.Ordinal))?["result=".Length..] ?? "?";
+            ReadOnlySpan<char> number = line.AsSpan(prefix.Length, marker - prefix.Length);
+            return int.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out check)
+                && rest.Length > 0
+                && double.TryParse(rest[0], NumberStyles.Float, CultureInfo.InvariantCulture, out seconds);
+        }
+    }
 }

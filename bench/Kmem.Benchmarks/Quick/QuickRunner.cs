@@ -1,108 +1,94 @@
-// Quick/QuickRunner.cs — the "quick" mode: times 64-byte allocate+free pairs (tight and batch-of-1000 shapes) for
-// Kmem and the peer allocators with Stopwatch, prints medians and Kmem/peer ratios, and optionally writes JSON.
-// Also re-launches itself with the glibc static-TLS tunable so jemalloc can be dlopen'ed, and runs the leak detector's
-// workloads (TrackingWorkload, LeakbenchWorkload) after the pairs.
+// Quick/QuickRunner.cs — the hand-written harness's "quick", "full" and "scan" modes: re-launches itself with the glibc
+// static-TLS tunable so jemalloc can be dlopen'ed, times the allocation workloads for every subject (Kmem with leak
+// tracking off in a KMEMLEAK=off child, Kmem with tracking on here, the native peers), runs the scan, memory and
+// statistics workloads, then prints the tables and the targets and writes the JSON file and the docs section.
 using System.ComponentModel;
 using System.Diagnostics;
-using System.Reflection;
-using System.Runtime.InteropServices;
 using Kmem.Benchmarks.Peers;
 using Kmem.Benchmarks.Report;
 
 namespace Kmem.Benchmarks.Quick;
 
-/// <summary>Settings of one quick run.</summary>
+/// <summary>Settings of one run; null repetitions or pairs take the mode's defaults.</summary>
 /// <param name="JsonPath">Where to write the JSON result file, or null for none.</param>
+/// <param name="DocsPath">The markdown file whose generated section to rewrite, or null for none.</param>
 /// <param name="Repetitions">Timed repetitions per (workload, subject); the median is reported.</param>
-/// <param name="PairsPerRepetition">Allocate+free pairs per repetition (rounded down to a multiple of 1000).</param>
-internal sealed record QuickOptions(string? JsonPath, int Repetitions = 7, int PairsPerRepetition = 4_000_000);
+/// <param name="PairsPerRepetition">The --pairs figure every workload's operations per repetition derive from.</param>
+internal sealed record QuickOptions(string? JsonPath, string? DocsPath = null, int? Repetitions = null,
+    int? PairsPerRepetition = null);
 
-/// <summary>The quick benchmark: a few seconds, Stopwatch timing, medians over repetitions.</summary>
-internal static unsafe class QuickRunner
+internal static class QuickRunner
 {
-    public const string TightWorkload = "pair64-tight";
-    public const string BatchWorkload = "pair64-batch1000";
-
-    private const nuint BlockSize = 64;
-    private const int BatchSize = 1000;
     private const string ChildMarker = "KMEM_BENCH_CHILD";
-    private static readonly TimeSpan s_warmupPerCell = TimeSpan.FromMilliseconds(150);
+    private const string Kmem = AllocWorkloads.Kmem;
+    private const string KmemTracking = "kmem-tracking";
 
-    /// <summary>Keeps every checksum alive so the JIT cannot drop the work that produced it.</summary>
-    private static nuint s_sink;
-
-    /// <summary>
-    /// Runs the quick mode. <paramref name="originalArgs"/> are the process arguments, passed on unchanged when the
-    /// run re-launches itself. Returns the process exit code.
-    /// </summary>
-    public static int Run(QuickOptions options, string[] originalArgs)
+    /// <summary>Runs the quick or (<paramref name="full"/>) the full mode; returns the process exit code.</summary>
+    public static int Run(QuickOptions options, bool full, string[] originalArgs)
     {
         if (TryRelaunchWithStaticTls(originalArgs) is int childExitCode)
         {
             return childExitCode;
         }
 
-        Cell[] cells = BuildCells(out List<string> skipped);
-        int repetitions = options.Repetitions;
-        int pairs = Math.Max(BatchSize, options.PairsPerRepetition / BatchSize * BatchSize);
+        int repetitions = options.Repetitions ?? (full ? 11 : 5);
+        int pairs = Math.Max(4000, (options.PairsPerRepetition ?? (full ? 4_000_000 : 2_000_000)) / 1000 * 1000);
+        int rssRuns = full ? 3 : 1;
         string machine = BenchJson.DescribeMachine();
+        string method = $"{(full ? "full" : "quick")} mode, {repetitions} repetitions per (workload, subject) after"
+            + $" warm-up, --pairs {pairs:N0} (64-byte pairs: {pairs:N0} per repetition; mixed and each thread of"
+            + $" threads2-scaling: {AllocWorkloads.OpsFor(AllocWorkloads.Mixed, pairs):N0}; producer-consumer:"
+            + $" {AllocWorkloads.OpsFor(AllocWorkloads.ProducerConsumer, pairs):N0}); RSS children per subject: {rssRuns}";
+        RunInfo info = RunInfo.Capture(originalArgs, method);
+        var results = new Results();
+        var clock = Stopwatch.StartNew();
 
-        Console.WriteLine("Kmem quick benchmark: 64-byte Malloc+Free pairs");
+        Console.WriteLine($"Kmem benchmarks ({(full ? "full" : "quick")} mode)");
         Console.WriteLine($"machine: {machine}");
-        Console.WriteLine($"method:  {repetitions} repetitions x {pairs:N0} pairs per (workload, subject) after warm-up;"
-            + " median ns per pair, min-max in brackets");
-        foreach (string note in skipped)
+        Console.WriteLine($"method:  {method}");
+
+        AllocationWorkloads(results, repetitions, pairs);
+        RootScanWorkload.Run(results);
+        bool countsOk = true;
+        using (var tools = new LeakbenchWorkload.PeerTools(results))
         {
-            Console.WriteLine($"note:    {note}");
+            countsOk &= LeakbenchWorkload.Run(results, 1_000_000, withValgrind: full, tools);
+            if (full)
+            {
+                countsOk &= LeakbenchWorkload.Run(results, 4_000_000, withValgrind: true, tools);
+            }
         }
 
+        MemoryWorkloads.RunRss(results, rssRuns);
+        MemoryWorkloads.RunStats(results);
+        AddTargets(results, full);
         Console.WriteLine();
-
-        WarmUp(cells, pairs);
-        Measure(cells, repetitions, pairs);
-
-        PrintTable(cells);
-        PrintRatios(cells);
-
-        // The leak detector's workloads come last, leakbench at the very end: its 1M blocks stay live until exit.
-        List<BenchRun> trackingRuns = TrackingWorkload.Run(repetitions, pairs);
-        List<BenchRun> rootRuns = RootScanWorkload.Run();
-        LeakbenchOutcome leakbench = LeakbenchWorkload.Run();
-
-        if (options.JsonPath is { } jsonPath)
-        {
-            BenchRun[] runs =
-            [
-                .. cells.Select(c => new BenchRun(c.Workload, c.Subject, Math.Round(c.Median, 2), "ns")),
-                .. trackingRuns,
-                .. rootRuns,
-                .. leakbench.Runs,
-            ];
-            BenchJson.Write(jsonPath, new BenchReport(machine, runs));
-            Console.WriteLine();
-            Console.WriteLine($"wrote {jsonPath}");
-        }
-
-        GC.KeepAlive(s_sink);
-        return leakbench.CountsOk ? 0 : 1;
+        Console.WriteLine($"(whole run: {clock.Elapsed.TotalSeconds:F0} s)");
+        Finish(machine, info, results, options);
+        GC.KeepAlive(Timing.Sink);
+        return countsOk ? 0 : 1;
     }
 
-    /// <summary>The "scan" mode: the leak-scan workloads only (root scans, then leakbench).</summary>
-    public static int RunScans(QuickOptions options)
+    /// <summary>The "scan" mode: the leak-scan workloads only (sparse-scan, idle-scan, leakbench-1m with LSan).</summary>
+    public static int RunScans(QuickOptions options, string[] originalArgs)
     {
         string machine = BenchJson.DescribeMachine();
+        RunInfo info = RunInfo.Capture(originalArgs, "scan mode");
+        var results = new Results();
         Console.WriteLine("Kmem leak-scan benchmark");
         Console.WriteLine($"machine: {machine}");
-        List<BenchRun> rootRuns = RootScanWorkload.Run();
-        LeakbenchOutcome leakbench = LeakbenchWorkload.Run();
-        if (options.JsonPath is { } jsonPath)
+        RootScanWorkload.Run(results);
+        bool countsOk;
+        using (var tools = new LeakbenchWorkload.PeerTools(results))
         {
-            BenchJson.Write(jsonPath, new BenchReport(machine, [.. rootRuns, .. leakbench.Runs]));
-            Console.WriteLine();
-            Console.WriteLine($"wrote {jsonPath}");
+            countsOk = LeakbenchWorkload.Run(results, 1_000_000, withValgrind: false, tools);
         }
 
-        return leakbench.CountsOk ? 0 : 1;
+        results.TargetRatio("pointer-sparse root scan >= 60% of read bandwidth", RootScanWorkload.SparseWorkload, Kmem,
+            "bandwidth", ">=", 0.60);
+        results.TargetRatio("leakbench 1M full scan <= 0.33x LSan", "leakbench-1m", Kmem, "lsan", "<=", 0.33);
+        Finish(machine, info, results, options);
+        return countsOk ? 0 : 1;
     }
 
     /// <summary>The "diagnostic" mode: DIAGNOSTIC off against on, for pairs and a mixed-size workload.</summary>
@@ -111,8 +97,8 @@ internal static unsafe class QuickRunner
         string machine = BenchJson.DescribeMachine();
         Console.WriteLine("Kmem DIAGNOSTIC benchmark");
         Console.WriteLine($"machine: {machine}");
-        int pairs = Math.Max(BatchSize, options.PairsPerRepetition / BatchSize * BatchSize);
-        List<BenchRun> runs = DiagnosticWorkload.Run(options.Repetitions, pairs);
+        int pairs = Math.Max(1000, (options.PairsPerRepetition ?? 4_000_000) / 1000 * 1000);
+        List<BenchRun> runs = DiagnosticWorkload.Run(options.Repetitions ?? 7, pairs);
         if (options.JsonPath is { } jsonPath)
         {
             BenchJson.Write(jsonPath, new BenchReport(machine, [.. runs]));
@@ -123,34 +109,236 @@ internal static unsafe class QuickRunner
         return 0;
     }
 
-    /// <summary>pair64-tight's kmem loop, for <see cref="TrackingWorkload"/> (the same code, the same type).</summary>
-    internal static nuint KmemTight(int pairs) => Tight<KmemAllocator>(pairs);
-
-    /// <summary>
-    /// How to start this program again: the apphost, or <c>dotnet</c> plus this dll; arguments still to be added.
-    /// Null when the process path is unknown.
-    /// </summary>
-    internal static ProcessStartInfo? SelfStartInfo()
+    /// <summary>Prints the markdown summary; writes the JSON file and the docs section when asked.</summary>
+    private static void Finish(string machine, RunInfo info, Results results, QuickOptions options)
     {
-        string? processPath = Environment.ProcessPath;
-        if (processPath is null)
+        string block = MarkdownReport.Build(machine, info, results);
+        Console.WriteLine();
+        Console.WriteLine(block);
+        if (options.JsonPath is { } jsonPath)
+        {
+            BenchJson.Write(jsonPath, BenchJson.From(machine, results, info));
+            Console.WriteLine($"wrote {jsonPath}");
+        }
+
+        if (options.DocsPath is { } docsPath)
+        {
+            Console.WriteLine(MarkdownReport.WriteDocs(docsPath, block) is { } error
+                ? $"note:    {docsPath} not updated: {error}"
+                : $"rewrote the generated section of {docsPath}");
+        }
+    }
+
+    private static void AddTargets(Results r, bool full)
+    {
+        r.TargetRatio("64 B pair, tight <= 0.8x mimalloc", AllocWorkloads.Tight, Kmem, AllocWorkloads.Mimalloc, "<=", 0.8);
+        r.TargetRatio("64 B pair, batch of 1000 <= 0.8x mimalloc", AllocWorkloads.Batch, Kmem, AllocWorkloads.Mimalloc,
+            "<=", 0.8);
+        r.TargetRatio("mixed 16 B-4 KiB <= 1.0x mimalloc", AllocWorkloads.Mixed, Kmem, AllocWorkloads.Mimalloc, "<=", 1.0);
+        r.TargetRatio("mixed, tracking on <= 1.3x tracking off", AllocWorkloads.Mixed, KmemTracking, Kmem, "<=", 1.3);
+        r.TargetRatio("64 B tight pair, tracking on <= 1.3x tracking off", AllocWorkloads.Tight, KmemTracking, Kmem, "<=", 1.3);
+        r.TargetValue("2 threads >= 1.8x one thread", ScalingWorkload, Kmem, ">=", 1.8);
+        r.TargetRatio("producer/consumer >= 1.0x glibc (time <= 1.0x)", AllocWorkloads.ProducerConsumer, Kmem,
+            AllocWorkloads.NativeMemoryName, "<=", 1.0);
+        r.TargetRatio("producer/consumer <= 1.2x mimalloc", AllocWorkloads.ProducerConsumer, Kmem, AllocWorkloads.Mimalloc,
+            "<=", 1.2);
+        r.TargetRatio("leakbench 1M full scan <= 0.33x LSan", "leakbench-1m", Kmem, "lsan", "<=", 0.33);
+        if (full)
+        {
+            r.TargetRatio("leakbench 4M full scan <= 0.33x LSan", "leakbench-4m", Kmem, "lsan", "<=", 0.33);
+        }
+
+        r.TargetRatio("pointer-sparse root scan >= 60% of read bandwidth", RootScanWorkload.SparseWorkload, Kmem,
+            "bandwidth", ">=", 0.60);
+        r.TargetValue("metadata per 64 B object <= 16 B (tracking on)", MemoryWorkloads.MetadataWorkload, KmemTracking,
+            "<=", 16);
+        r.TargetRatio("RSS of 1M live 64 B objects <= 1.1x mimalloc (tracking on)", MemoryWorkloads.RssWorkload,
+            KmemTracking, AllocWorkloads.Mimalloc, "<=", 1.1);
+        r.TargetValue("statistics snapshot of 1000 types < 1 ms", MemoryWorkloads.StatsWorkload, Kmem, "<", 1.0);
+    }
+
+    // ---- the allocation workloads ------------------------------------------------------------------------------------
+
+    private const string ScalingWorkload = "threads2-scaling";
+
+    /// <summary>One (workload, subject): its warm-up and one timed repetition (ns per operation, null on failure).</summary>
+    private sealed record Cell(string Workload, string Subject, Action WarmUp, Func<double?> TimeOnce)
+    {
+        public List<double> Samples { get; } = [];
+    }
+
+    private static void AllocationWorkloads(Results results, int repetitions, int pairs)
+    {
+        string[] peers = [AllocWorkloads.NativeMemoryName, AllocWorkloads.Mimalloc, AllocWorkloads.Jemalloc];
+        if (!NativePeers.HasMimalloc)
+        {
+            Note(results, $"mimalloc skipped: {NativePeers.MimallocNote}");
+        }
+
+        if (!NativePeers.HasJemalloc)
+        {
+            Note(results, $"jemalloc skipped: {NativePeers.JemallocNote}");
+        }
+
+        if (!Kmemleak.IsEnabled)
+        {
+            Note(results, "kmem-tracking skipped: leak tracking is off in this process (KMEMLEAK=off?)");
+        }
+
+        KmemChild? child = KmemChild.Start(out string? failure);
+        if (child is null)
+        {
+            Note(results, $"kmem (tracking off) skipped: the KMEMLEAK=off child failed: {failure}");
+        }
+
+        try
+        {
+            string pairUnit = "ns per malloc+free pair of 64 B";
+            Describe(results, AllocWorkloads.Tight, $"{pairUnit}: `p = malloc(64); *p = i; free(p)`");
+            Describe(results, AllocWorkloads.Batch, $"{pairUnit}: 1000 mallocs (a byte written into each), then the"
+                + " 1000 frees in the same order");
+            Describe(results, AllocWorkloads.Mixed, $"ns per operation (one malloc+free pair): a window of"
+                + $" {MixedSequence.Window} live blocks, each step frees a random slot and allocates 16 B-4 KiB (skewed to"
+                + " small) into it, first and last byte written; the same seeded sequence for every subject");
+            Describe(results, ScalingWorkload, "speed-up (x) of 2 threads over 1, each thread running `mixed` on its own"
+                + " blocks (fixed operations per thread): 2 × time(1 thread) / time(2 threads), per repetition; the"
+                + " -1thread/-2threads rows are ns per operation per thread; mimalloc for reference");
+            Describe(results, AllocWorkloads.ProducerConsumer, "ns per pair: thread P allocates 64 B blocks (a byte"
+                + " written) and passes them through a 256-slot lock-free single-producer/single-consumer ring to thread"
+                + " C, which frees them");
+
+            foreach (string workload in new[] { AllocWorkloads.Tight, AllocWorkloads.Batch, AllocWorkloads.Mixed })
+            {
+                MeasureWorkload(results, workload, [Kmem, KmemTracking, .. peers], child, repetitions, pairs, "ns");
+            }
+
+            MeasureScaling(results, child, repetitions, pairs);
+            MeasureWorkload(results, AllocWorkloads.ProducerConsumer,
+                [Kmem, AllocWorkloads.NativeMemoryName, AllocWorkloads.Mimalloc], child, repetitions, pairs, "ns");
+            if (child?.Failure is { } late)
+            {
+                Note(results, $"the KMEMLEAK=off child stopped answering: {late}; kmem rows may be missing");
+            }
+        }
+        finally
+        {
+            child?.Dispose();
+        }
+    }
+
+    private static void Describe(Results results, string workload, string description) =>
+        results.Describe(workload, description);
+
+    private static void Note(Results results, string note)
+    {
+        Console.WriteLine($"note:    {note}");
+        results.Notes.Add(note);
+    }
+
+    /// <summary>The cell of <paramref name="subject"/> on <paramref name="workload"/>, or null when it cannot run:
+    /// kmem through the child, kmem-tracking with Kmem's loop here, the peers here.</summary>
+    private static Cell? MakeCell(string workload, string subject, KmemChild? child, int ops)
+    {
+        if (subject == Kmem)
+        {
+            return child is null
+                ? null
+                : new Cell(workload, subject, () => child.Warm(workload, ops), () => child.Run(workload, ops));
+        }
+
+        if (subject == KmemTracking && !Kmemleak.IsEnabled)
         {
             return null;
         }
 
-        var start = new ProcessStartInfo(processPath) { UseShellExecute = false };
+        string allocator = subject == KmemTracking ? Kmem : subject;
+        return AllocWorkloads.Loop(workload, allocator) is { } loop
+            ? new Cell(workload, subject, () => Timing.WarmUp(loop, ops), () => Timing.TimeOnce(loop, ops))
+            : null;
+    }
 
-        // Under an apphost the process is this program; under "dotnet x.dll" it is the host and needs the dll.
-        string? entryPath = Assembly.GetEntryAssembly()?.Location;
-        if (!string.IsNullOrEmpty(entryPath)
-            && !string.Equals(Path.GetFileName(processPath), Path.GetFileNameWithoutExtension(entryPath),
-                StringComparison.Ordinal))
+    /// <summary>
+    /// Warms every cell of a workload, then times each once per repetition, rotating their order every repetition so
+    /// slow drift (frequency, noisy neighbours) spreads over all subjects; the child's cell takes its turn like the
+    /// others, so its repetitions alternate with the parent's.
+    /// </summary>
+    private static List<Cell> MeasureCells(List<Cell> cells, int repetitions)
+    {
+        foreach (Cell cell in cells)
         {
-            start.ArgumentList.Add(entryPath);
+            cell.WarmUp();
         }
 
-        return start;
+        for (int rep = 0; rep < repetitions; rep++)
+        {
+            for (int k = 0; k < cells.Count; k++)
+            {
+                Cell cell = cells[(k + rep) % cells.Count];
+                if (cell.TimeOnce() is { } ns)
+                {
+                    cell.Samples.Add(ns);
+                }
+            }
+        }
+
+        return cells;
     }
+
+    private static void MeasureWorkload(Results results, string workload, string[] subjects, KmemChild? child,
+        int repetitions, int pairs, string unit)
+    {
+        int ops = AllocWorkloads.OpsFor(workload, pairs);
+        Console.WriteLine();
+        Console.WriteLine($"{workload}: {ops:N0} operations x {repetitions} repetitions");
+        List<Cell> cells = subjects.Select(s => MakeCell(workload, s, child, ops)).OfType<Cell>().ToList();
+        foreach (Cell cell in MeasureCells(cells, repetitions))
+        {
+            Print(cell.Subject, cell.Samples, "ns/op");
+            results.Add(workload, cell.Subject, cell.Samples, unit);
+        }
+    }
+
+    /// <summary>threads2-scaling: the one- and two-thread loops as cells of one rotation; the speed-up per repetition.</summary>
+    private static void MeasureScaling(Results results, KmemChild? child, int repetitions, int pairs)
+    {
+        int ops = AllocWorkloads.OpsFor(AllocWorkloads.OneThread, pairs);
+        Console.WriteLine();
+        Console.WriteLine($"{ScalingWorkload}: mixed on 1 and on 2 threads, {ops:N0} operations per thread x {repetitions}"
+            + " repetitions");
+        // mimalloc as well: a peer's speed-up shows what the machine allows (two busy vCPUs give less than 2).
+        foreach (string subject in new[] { Kmem, KmemTracking, AllocWorkloads.Mimalloc })
+        {
+            Cell? one = MakeCell(AllocWorkloads.OneThread, subject, child, ops);
+            Cell? two = MakeCell(AllocWorkloads.TwoThreads, subject, child, ops);
+            if (one is null || two is null)
+            {
+                continue;
+            }
+
+            MeasureCells([one, two], repetitions);
+            int n = Math.Min(one.Samples.Count, two.Samples.Count);
+            double[] speedUps = [.. Enumerable.Range(0, n).Select(i => 2 * one.Samples[i] / two.Samples[i])];
+            Print($"{subject}-1thread", one.Samples, "ns/op");
+            Print($"{subject}-2threads", two.Samples, "ns/op per thread");
+            Print(subject, speedUps, "x");
+            results.Add(ScalingWorkload, subject, speedUps, "x");
+            results.Add(ScalingWorkload, $"{subject}-1thread", one.Samples, "ns");
+            results.Add(ScalingWorkload, $"{subject}-2threads", two.Samples, "ns");
+        }
+    }
+
+    private static void Print(string subject, List<double> samples, string unit)
+    {
+        if (samples.Count == 0)
+        {
+            Console.WriteLine($"  {subject,-24} no figures");
+            return;
+        }
+
+        Console.WriteLine($"  {subject,-24} {Timing.Median(samples),8:F2} {unit}  ({samples.Min():F2}-{samples.Max():F2})");
+    }
+
+    private static void Print(string subject, double[] samples, string unit) => Print(subject, samples.ToList(), unit);
 
     // ---- re-launch for jemalloc ----------------------------------------------------------------------------------
 
@@ -170,7 +358,7 @@ internal static unsafe class QuickRunner
             return null;
         }
 
-        if (SelfStartInfo() is not { } start)
+        if (ChildProcess.SelfStartInfo() is not { } start)
         {
             Console.WriteLine("note:    cannot re-launch with the static-TLS tunable (no process path); jemalloc may be skipped");
             return null;
@@ -199,213 +387,6 @@ internal static unsafe class QuickRunner
         {
             Console.WriteLine($"note:    re-launch failed ({e.Message}); running here, jemalloc may be skipped");
             return null;
-        }
-    }
-
-    // ---- subjects and workloads ----------------------------------------------------------------------------------
-
-    /// <summary>One (workload, subject) pair: how to run it and the ns-per-pair figure of each repetition.</summary>
-    private sealed class Cell(string workload, string subject, Func<int, nuint> run)
-    {
-        public string Workload { get; } = workload;
-        public string Subject { get; } = subject;
-        public Func<int, nuint> Run { get; } = run;
-        public List<double> Samples { get; } = [];
-
-        public double Median
-        {
-            get
-            {
-                double[] sorted = [.. Samples.Order()];
-                int mid = sorted.Length / 2;
-                return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-            }
-        }
-    }
-
-    private static Cell[] BuildCells(out List<string> skipped)
-    {
-        skipped = [];
-        var subjects = new List<(string Name, Func<int, nuint> Tight, Func<int, nuint> Batch)>
-        {
-            ("kmem", Tight<KmemAllocator>, Batch<KmemAllocator>),
-            ("nativememory", Tight<NativeMemoryAllocator>, Batch<NativeMemoryAllocator>),
-        };
-
-        if (NativePeers.HasMimalloc)
-        {
-            subjects.Add(("mimalloc", Tight<MimallocAllocator>, Batch<MimallocAllocator>));
-        }
-        else
-        {
-            skipped.Add($"mimalloc skipped: {NativePeers.MimallocNote}");
-        }
-
-        if (NativePeers.HasJemalloc)
-        {
-            subjects.Add(("jemalloc", Tight<JemallocAllocator>, Batch<JemallocAllocator>));
-        }
-        else
-        {
-            skipped.Add($"jemalloc skipped: {NativePeers.JemallocNote}");
-        }
-
-        return
-        [
-            .. subjects.Select(s => new Cell(TightWorkload, s.Name, s.Tight)),
-            .. subjects.Select(s => new Cell(BatchWorkload, s.Name, s.Batch)),
-        ];
-    }
-
-    /// <summary>A 64-byte allocator under test; implemented by structs so each generic instantiation is direct code.</summary>
-    private interface IAllocator
-    {
-        static abstract void* Alloc();
-        static abstract void Free(void* p);
-    }
-
-    private readonly struct KmemAllocator : IAllocator
-    {
-        // One type for the whole run; every call below is one fixed site (the caller-info defaults).
-        private static readonly MallocType s_type = new("bench64", "quick benchmark 64-byte pairs");
-
-        public static void* Alloc() => Heap.Malloc(BlockSize, s_type);
-        public static void Free(void* p) => Heap.Free(p, s_type);
-    }
-
-    private readonly struct NativeMemoryAllocator : IAllocator
-    {
-        public static void* Alloc() => NativeMemory.Alloc(BlockSize);
-        public static void Free(void* p) => NativeMemory.Free(p);
-    }
-
-    private readonly struct MimallocAllocator : IAllocator
-    {
-        public static void* Alloc() => NativePeers.MiMalloc(BlockSize);
-        public static void Free(void* p) => NativePeers.MiFree(p);
-    }
-
-    private readonly struct JemallocAllocator : IAllocator
-    {
-        public static void* Alloc() => NativePeers.JeMallocx(BlockSize, 0);
-        public static void Free(void* p) => NativePeers.JeSdallocx(p, BlockSize, 0);
-    }
-
-    /// <summary>pair64-tight: <c>p = malloc(64); *p = i; free(p)</c>, <paramref name="pairs"/> times.</summary>
-    private static nuint Tight<T>(int pairs) where T : struct, IAllocator
-    {
-        nuint sum = 0;
-        for (int i = 0; i < pairs; i++)
-        {
-            byte* p = (byte*)T.Alloc();
-            *p = (byte)i;
-            sum += *p;
-            T.Free(p);
-        }
-
-        return sum;
-    }
-
-    /// <summary>
-    /// pair64-batch1000: 1000 mallocs into a pointer array (writing a byte into each), then 1000 frees in the same
-    /// order; repeated until <paramref name="pairs"/> pairs are done.
-    /// </summary>
-    private static nuint Batch<T>(int pairs) where T : struct, IAllocator
-    {
-        void** slots = stackalloc void*[BatchSize];
-        nuint sum = 0;
-        for (int round = pairs / BatchSize; round > 0; round--)
-        {
-            for (int i = 0; i < BatchSize; i++)
-            {
-                byte* p = (byte*)T.Alloc();
-                *p = (byte)i;
-                slots[i] = p;
-            }
-
-            for (int i = 0; i < BatchSize; i++)
-            {
-                byte* p = (byte*)slots[i];
-                sum += *p;
-                T.Free(p);
-            }
-        }
-
-        return sum;
-    }
-
-    // ---- timing ---------------------------------------------------------------------------------------------------
-
-    /// <summary>
-    /// Runs every cell in short chunks for a while (two passes) so each loop and the allocators' own code reach
-    /// tier-1 JIT code and the allocators' caches are populated before anything is timed.
-    /// </summary>
-    private static void WarmUp(Cell[] cells, int pairs)
-    {
-        int chunk = Math.Max(BatchSize, pairs / 40 / BatchSize * BatchSize);
-        long budget = (long)(s_warmupPerCell.TotalSeconds * Stopwatch.Frequency);
-        for (int pass = 0; pass < 2; pass++)
-        {
-            foreach (Cell cell in cells)
-            {
-                long start = Stopwatch.GetTimestamp();
-                int calls = 0;
-                while (calls < 40 || Stopwatch.GetTimestamp() - start < budget)
-                {
-                    s_sink += cell.Run(chunk);
-                    calls++;
-                }
-            }
-        }
-    }
-
-    /// <summary>
-    /// Times each cell once per repetition, rotating the order every repetition so slow drift (frequency, noisy
-    /// neighbours) spreads over all subjects instead of landing on one.
-    /// </summary>
-    private static void Measure(Cell[] cells, int repetitions, int pairs)
-    {
-        for (int rep = 0; rep < repetitions; rep++)
-        {
-            for (int k = 0; k < cells.Length; k++)
-            {
-                Cell cell = cells[(k + rep) % cells.Length];
-                long start = Stopwatch.GetTimestamp();
-                s_sink += cell.Run(pairs);
-                long elapsed = Stopwatch.GetTimestamp() - start;
-                cell.Samples.Add(elapsed * 1e9 / Stopwatch.Frequency / pairs);
-            }
-        }
-    }
-
-    // ---- output ---------------------------------------------------------------------------------------------------
-
-    private static void PrintTable(Cell[] cells)
-    {
-        Console.WriteLine($"{"workload",-18} {"subject",-13} {"ns/pair",8}  (min-max)");
-        foreach (Cell cell in cells)
-        {
-            Console.WriteLine($"{cell.Workload,-18} {cell.Subject,-13} {cell.Median,8:F2}  "
-                + $"({cell.Samples.Min():F2}-{cell.Samples.Max():F2})");
-        }
-    }
-
-    private static void PrintRatios(Cell[] cells)
-    {
-        Console.WriteLine();
-        Console.WriteLine("ratio kmem/peer (median over median; below 1.00 means Kmem is faster):");
-        foreach (IGrouping<string, Cell> workload in cells.GroupBy(c => c.Workload))
-        {
-            Cell? kmem = workload.FirstOrDefault(c => c.Subject == "kmem");
-            if (kmem is null)
-            {
-                continue;
-            }
-
-            IEnumerable<string> ratios = workload
-                .Where(c => c != kmem)
-                .Select(c => $"kmem/{c.Subject} {kmem.Median / c.Median:F2}");
-            Console.WriteLine($"{workload.Key,-18} {string.Join("   ", ratios)}");
         }
     }
 }

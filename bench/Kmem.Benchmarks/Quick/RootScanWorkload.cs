@@ -1,6 +1,6 @@
-// Quick/RootScanWorkload.cs — what the process roots cost: "scan-sparse-1g" (Kmemleak's read of 1 GiB of pointer-free
-// native memory among the process roots, against a plain vectorized read loop over the same memory, same run) and
-// "idle-scan" (one scan of a small idle .NET process: this program again, in a hidden child mode).
+// Quick/RootScanWorkload.cs — what the process roots cost: "sparse-scan" (Kmemleak's read of 1 GiB of pointer-free
+// native memory among the process roots, against the same run's read bandwidth: a plain vectorized read loop over the
+// same memory) and "idle-scan" (one scan of a small idle .NET process: this program again, in a hidden child mode).
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -11,37 +11,42 @@ namespace Kmem.Benchmarks.Quick;
 
 internal static unsafe class RootScanWorkload
 {
-    public const string SparseWorkload = "scan-sparse-1g";
+    public const string SparseWorkload = "sparse-scan";
     public const string IdleWorkload = "idle-scan";
     public const string ChildMode = "quick-child-idle-scan";
     private const nuint SparseBytes = 1u << 30;
     private const int Repetitions = 5;
 
-    /// <summary>Runs both workloads; returns their rows.</summary>
-    public static List<BenchRun> Run()
+    /// <summary>Runs both workloads; adds their rows.</summary>
+    public static void Run(Results results)
     {
-        var runs = new List<BenchRun>();
+        results.Describe(SparseWorkload, "GB/s over 1 GiB of pointer-free native memory, best of 5; kmem: process roots"
+            + " of `Kmemleak.Scan()` (`gc=off`; ProcessRootBytes / ProcessRootTime), bandwidth: one-thread Vector256 read"
+            + " loop over the same buffer");
+        results.Describe(IdleWorkload, "one `Kmemleak.Scan()` (defaults) in a small idle .NET process (fresh child),"
+            + " median of 7 scans");
         if (!Kmemleak.IsEnabled)
         {
             Console.WriteLine();
             Console.WriteLine("note:    root scans skipped: leak tracking is off in this process (KMEMLEAK=off?)");
-            return runs;
+            results.Notes.Add("root scans skipped: leak tracking is off in this process");
+            return;
         }
 
-        Sparse(runs);
-        Idle(runs);
-        return runs;
+        Sparse(results);
+        Idle(results);
     }
 
-    // ---- scan-sparse-1g ---------------------------------------------------------------------------------------------
+    // ---- sparse-scan ------------------------------------------------------------------------------------------------
 
-    private static void Sparse(List<BenchRun> runs)
+    private static void Sparse(Results results)
     {
         Console.WriteLine();
         Console.WriteLine($"{SparseWorkload}: 1 GiB of pointer-free native memory among the process roots; GB/s, best of {Repetitions}");
         if (!Kmemleak.ProcessRootsSupported)
         {
             Console.WriteLine("note:    skipped: process roots are not available on this OS");
+            results.Notes.Add($"{SparseWorkload} skipped: process roots are not available on this OS");
             return;
         }
 
@@ -83,12 +88,12 @@ internal static unsafe class RootScanWorkload
             }
 
             Kmemleak.Write("gc=on");
-            Console.WriteLine($"loop:    {loop,6:F2} GB/s  (one thread, Vector{(Vector256.IsHardwareAccelerated ? "256" : "128")} OR over the buffer)");
-            Console.WriteLine($"kmem:    {scan,6:F2} GB/s  ({rootBytes / 1e6:F0} MB of roots in {wholeRoots:F1} ms, {passes} pass(es);"
+            Console.WriteLine($"bandwidth: {loop,6:F2} GB/s  (one thread, Vector{(Vector256.IsHardwareAccelerated ? "256" : "128")} OR over the buffer)");
+            Console.WriteLine($"kmem:      {scan,6:F2} GB/s  ({rootBytes / 1e6:F0} MB of roots in {wholeRoots:F1} ms, {passes} pass(es);"
                 + $" process_vm_readv + vector range filter on {Math.Min(Environment.ProcessorCount, 8)} thread(s))");
-            Console.WriteLine($"ratio kmem/loop {scan / loop:F2} (target >= 0.60)");
-            runs.Add(new BenchRun(SparseWorkload, "loop", Math.Round(loop, 2), "GB/s"));
-            runs.Add(new BenchRun(SparseWorkload, "kmem", Math.Round(scan, 2), "GB/s"));
+            Console.WriteLine($"ratio kmem/bandwidth {scan / loop:F2} (target >= 0.60)");
+            results.AddOne(SparseWorkload, "kmem", scan, "GB/s");
+            results.AddOne(SparseWorkload, "bandwidth", loop, "GB/s");
         }
         finally
         {
@@ -130,26 +135,17 @@ internal static unsafe class RootScanWorkload
 
     // ---- idle-scan --------------------------------------------------------------------------------------------------
 
-    private static void Idle(List<BenchRun> runs)
+    private static void Idle(Results results)
     {
         Console.WriteLine();
         Console.WriteLine($"{IdleWorkload}: one Kmemleak.Scan() (gc=on, process roots) in a small idle .NET process (this program, fresh)");
-        ProcessStartInfo? start = QuickRunner.SelfStartInfo();
-        if (start is null)
+        ToolRun child = ChildProcess.RunSelf([ChildMode], null, TimeSpan.FromMinutes(2));
+        string? line = child.Output.Split('\n').FirstOrDefault(l => l.StartsWith("idle ", StringComparison.Ordinal));
+        if (!child.Ok || line is null)
         {
-            Console.WriteLine("note:    skipped: no process path to start the child from");
-            return;
-        }
-
-        start.ArgumentList.Add(ChildMode);
-        start.RedirectStandardOutput = true;
-        using Process child = Process.Start(start) ?? throw new InvalidOperationException("Process.Start returned null");
-        string output = child.StandardOutput.ReadToEnd();
-        child.WaitForExit();
-        string? line = output.Split('\n').FirstOrDefault(l => l.StartsWith("idle ", StringComparison.Ordinal));
-        if (child.ExitCode != 0 || line is null)
-        {
-            Console.WriteLine($"note:    skipped: the child failed (exit {child.ExitCode})");
+            string why = $"the child failed ({child.Error ?? $"exit code {child.ExitCode}"})";
+            Console.WriteLine($"note:    skipped: {why}");
+            results.Notes.Add($"{IdleWorkload} skipped: {why}");
             return;
         }
 
@@ -158,8 +154,8 @@ internal static unsafe class RootScanWorkload
         Console.WriteLine($"kmem:    {fields["roots_mb"]:F1} MB of roots in {fields["ranges"]:F0} ranges; scan {fields["total_ms"]:F2} ms"
             + $" (GC {fields["gc_ms"]:F2}, process roots {fields["roots_ms"]:F2}, marking {fields["mark_ms"]:F2}, classification"
             + $" {fields["classify_ms"]:F2}); median of {fields["scans"]:F0} scans");
-        runs.Add(new BenchRun(IdleWorkload, "kmem-roots", fields["roots_mb"], "MB"));
-        runs.Add(new BenchRun(IdleWorkload, "kmem-scan", fields["total_ms"], "ms"));
+        results.AddOne(IdleWorkload, "kmem-roots", fields["roots_mb"], "MB");
+        results.AddOne(IdleWorkload, "kmem-scan", fields["total_ms"], "ms");
     }
 
     /// <summary>The child: a small idle process that scans a few times and prints the median scan's figures.</summary>

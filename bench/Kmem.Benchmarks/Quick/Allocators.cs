@@ -1,0 +1,44 @@
+// Quick/Allocators.cs — the allocators under test as structs behind one static-abstract interface (Kmem, NativeMemory,
+// mimalloc, jemalloc), so every generic workload loop is instantiated as direct code for each of them.
+using System.Runtime.InteropServices;
+using Kmem.Benchmarks.Peers;
+
+namespace Kmem.Benchmarks.Quick;
+
+/// <summary>An allocator under test. <c>Free</c> gets the requested size back (jemalloc's sized free uses it).</summary>
+internal unsafe interface IAllocator
+{
+    static abstract void* Alloc(nuint size);
+    static abstract void Free(void* p, nuint size);
+}
+
+/// <summary><c>Heap.Malloc(size, type)</c> / <c>Heap.Free(p, type)</c> with one type for every allocation workload.</summary>
+internal readonly unsafe struct KmemAllocator : IAllocator
+{
+    // One type for the whole run; every call below is one fixed site (the caller-info defaults).
+    private static readonly MallocType s_type = new("bench", "benchmark allocation workloads");
+
+    public static void* Alloc(nuint size) => Heap.Malloc(size, s_type);
+    public static void Free(void* p, nuint size) => Heap.Free(p, s_type);
+}
+
+/// <summary><c>NativeMemory.Alloc</c> / <c>NativeMemory.Free</c>: the C runtime's malloc (glibc on Linux).</summary>
+internal readonly unsafe struct NativeMemoryAllocator : IAllocator
+{
+    public static void* Alloc(nuint size) => NativeMemory.Alloc(size);
+    public static void Free(void* p, nuint size) => NativeMemory.Free(p);
+}
+
+/// <summary><c>mi_malloc</c> / <c>mi_free</c> through function pointers.</summary>
+internal readonly unsafe struct MimallocAllocator : IAllocator
+{
+    public static void* Alloc(nuint size) => NativePeers.MiMalloc(size);
+    public static void Free(void* p, nuint size) => NativePeers.MiFree(p);
+}
+
+/// <summary><c>mallocx(size, 0)</c> / <c>sdallocx(p, size, 0)</c> through function pointers.</summary>
+internal readonly unsafe struct JemallocAllocator : IAllocator
+{
+    public static void* Alloc(nuint size) => NativePeers.JeMallocx(size, 0);
+    public static void Free(void* p, nuint size) => NativePeers.JeSdallocx(p, size, 0);
+}
