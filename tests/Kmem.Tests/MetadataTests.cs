@@ -2,6 +2,7 @@
 using Kmem.Caches;
 using Kmem.Pages;
 using Kmem.Slabs;
+using System.Runtime.CompilerServices;
 using Xunit;
 
 namespace Kmem.Tests;
@@ -80,4 +81,23 @@ public unsafe class MetadataTests
         Heap.Free(p, type);
         Heap.Free(big, type);
     }
+
+    [Fact]
+#pragma warning disable CS0420 // only the fields' addresses are taken
+    public void The_limit_counter_every_thread_writes_shares_no_cache_line_with_what_the_fast_paths_read()
+    {
+        var type = Types.New();
+        ref byte counter = ref Unsafe.As<long, byte>(ref type.ChargedBytes);
+        long[] hot =
+        [
+            Unsafe.ByteOffset(ref Unsafe.As<int, byte>(ref Unsafe.AsRef(in type.Index)), ref counter),
+            Unsafe.ByteOffset(ref Unsafe.As<int, byte>(ref type.AllocGate), ref counter),
+            Unsafe.ByteOffset(ref Unsafe.As<int, byte>(ref type.FreeKey), ref counter),
+            Unsafe.ByteOffset(ref Unsafe.As<long, byte>(ref type.Chunk), ref counter),
+            Unsafe.ByteOffset(ref Unsafe.As<int, byte>(ref type.Waiters), ref counter),
+        ];
+        foreach (long distance in hot)
+            Assert.True(Math.Abs(distance) >= 64, $"a fast-path field is {distance} bytes from the shared counter");
+    }
+#pragma warning restore CS0420
 }
