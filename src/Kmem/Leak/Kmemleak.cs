@@ -227,8 +227,8 @@ public static unsafe class Kmemleak
             throw new ArgumentOutOfRangeException(nameof(minCount), minCount, "min_count is -1 (ignore), 0 (root) or a number of references");
         if (phys == 0 || s_disabled)
             return;
-        if (size == 0)
-            throw new ArgumentOutOfRangeException(nameof(size), size, "the object must have a size");
+        if (size == 0 || phys + size < phys)
+            throw new ArgumentOutOfRangeException(nameof(size), size, "the object must have a size and not wrap around");
         lock (LeakTracking.Lock)
             if (LeakTracking.PhysRecords.Any(r => phys < (ulong)~r.Key + r.Size && phys + size > (ulong)~r.Key))
                 throw new ArgumentException($"Cannot insert 0x{phys:x} into the object search tree (overlaps existing)", nameof(phys));

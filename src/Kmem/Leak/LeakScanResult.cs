@@ -22,6 +22,8 @@ public sealed record LeakReport
     /// <param name="isNew">True when this scan reported it for the first time.</param>
     public LeakReport(nuint address, nuint size, string type, string site, bool direct, TimeSpan age, LeakObjectKind kind, bool isNew)
     {
+        ArgumentNullException.ThrowIfNull(type);
+        ArgumentNullException.ThrowIfNull(site);
         _addressComplement = ~address;
         Size = size;
         Type = type;

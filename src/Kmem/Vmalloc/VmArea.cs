@@ -27,16 +27,19 @@ public readonly unsafe struct VmArea : IEquatable<VmArea>
     internal VmArea(VmStruct* desc) => _desc = desc;
 
     /// <summary>First byte of the area.</summary>
-    public void* Addr => _desc->Addr;
+    public void* Addr => Desc->Addr;
 
     /// <summary>Mapped bytes: the requested size rounded up to whole pages.</summary>
-    public nuint Size => _desc->Size;
+    public nuint Size => Desc->Size;
 
     /// <summary>The size Vmalloc was asked for.</summary>
-    public nuint RequestedSize => _desc->RequestedSize;
+    public nuint RequestedSize => Desc->RequestedSize;
 
     /// <summary>The type the area is accounted to.</summary>
-    public MallocType Type => TypeRegistry.ByIndex(_desc->TypeIndex)!;
+    public MallocType Type => TypeRegistry.ByIndex(Desc->TypeIndex)!;
+
+    // The descriptor; a default VmArea has none, and says so instead of dereferencing null.
+    private VmStruct* Desc => _desc != null ? _desc : throw new InvalidOperationException("null vmalloc area");
 
     /// <summary>The address of the descriptor block itself.</summary>
     public void* Descriptor => _desc;
@@ -48,5 +51,6 @@ public readonly unsafe struct VmArea : IEquatable<VmArea>
     public override int GetHashCode() => ((nuint)_desc).GetHashCode();
     public static bool operator ==(VmArea a, VmArea b) => a.Equals(b);
     public static bool operator !=(VmArea a, VmArea b) => !a.Equals(b);
-    public override string ToString() => $"vm_struct 0x{(nuint)Addr:x} size {Size} ({RequestedSize} requested, {Type.ShortDesc})";
+    public override string ToString() => _desc == null ? "vm_struct null"
+        : $"vm_struct 0x{(nuint)Addr:x} size {Size} ({RequestedSize} requested, {Type.ShortDesc})";
 }

@@ -1,0 +1,191 @@
+// ScanUnderFireScenario.cs — kmemleak scans of the whole process under fire: threads map, unmap and protect memory
+// (PROT_NONE and back) and others keep starting and ending short-lived threads that allocate Kmem blocks, keeping some
+// in a registered root table; every scan must complete with the process roots read, and no block the root table held
+// when a scan started may be reported. Also the "fire-find-roots" row of the bad-input matrix (a small process to read).
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Kmem;
+
+internal static unsafe class ScanUnderFireScenario
+{
+    private const int Scans = 30;
+    private const int Slots = 1 << 15;
+
+    public static int Run(string name)
+    {
+        try
+        {
+            switch (name)
+            {
+                case "fire-scan": ScanUnderFire(); break;
+                case "fire-find-roots": FindRootReferencesOfNothing(); break;
+                default: return 2;
+            }
+        }
+        catch (CheckFailed e)
+        {
+            Console.WriteLine("FAIL: " + e.Message);
+            return 1;
+        }
+        Console.WriteLine("ok");
+        return 0;
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int mprotect(nint addr, nuint length, int prot);
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int munmap(nint addr, nuint length);
+
+    private const int ProtNone = 0, ProtRead = 1, ProtReadWrite = 3, MapPrivateAnonymous = 0x22;
+
+    private static void FindRootReferencesOfNothing()
+    {
+        void* foreign = NativeMemory.Alloc(64);
+        Check.True(Kmemleak.FindRootReferences(null) is not null);
+        Check.True(Kmemleak.FindRootReferences(foreign) is not null);
+        Check.True(Kmemleak.FindRootReferences((void*)nuint.MaxValue) is not null);
+        NativeMemory.Free(foreign);
+        Console.WriteLine("find-roots ok");
+    }
+
+    private sealed class Fire
+    {
+        public readonly MallocType Type = new("fire", "blocks of short-lived threads");
+        public nint* Root;
+        public int Used;          // slots handed out (may pass Slots: then nothing more is kept)
+        public volatile bool Stop;
+        public long MapCycles, ThreadsRun, Blocks;
+    }
+
+    private static void ScanUnderFire()
+    {
+        Kmemleak.Write("minage=0");
+        Kmemleak.Write("unref_scans=1");
+        Check.True(Kmemleak.ProcessRootsEnabled, "process roots are on by default");
+        var fire = new Fire { Root = (nint*)NativeMemory.AllocZeroed(Slots * (nuint)sizeof(nint)) };
+        Kmemleak.Alloc(fire.Root, Slots * (nuint)sizeof(nint), 0);
+        nuint leaked = AllocLeaked(fire.Type);
+
+        var workers = new List<Thread>();
+        for (int i = 0; i < 2; i++)
+        {
+            int seed = i;
+            workers.Add(new Thread(() => Churn(fire, seed)) { Name = $"mapping churn {i}" });
+            workers.Add(new Thread(() => SpawnThreads(fire, seed)) { Name = $"thread churn {i}" });
+        }
+        foreach (Thread w in workers)
+            w.Start();
+        long unreadable = 0, reported = 0, checkedKept = 0;
+        try
+        {
+            for (int scan = 0; scan < Scans; scan++)
+            {
+                // Every block the root table holds now must survive this scan (kept blocks are never freed meanwhile).
+                var kept = new HashSet<nuint>();
+                int n = Math.Min(Volatile.Read(ref fire.Used), Slots);
+                for (int k = 0; k < n; k++)
+                {
+                    nint v = Volatile.Read(ref fire.Root[k]);
+                    if (v != 0)
+                        kept.Add(~(nuint)v);
+                }
+                LeakScanResult r = Kmemleak.Scan();
+                Check.True(r.Stats.ProcessRoots, $"scan {scan} read the process roots");
+                foreach (LeakReport l in r.Leaks)
+                    Check.False(kept.Contains(~l.Address), $"scan {scan} reported 0x{l.Address:x}, held by the root table since before it started");
+                if (scan > 0)
+                    Check.True(r.Leaks.Any(l => ~l.Address == leaked), $"scan {scan} missed the block leaked on purpose");
+                unreadable += r.Stats.ProcessRootBytesUnreadable;
+                reported = r.Leaks.Count;
+                checkedKept += kept.Count;
+            }
+        }
+        finally
+        {
+            fire.Stop = true;
+            foreach (Thread w in workers)
+                w.Join();
+        }
+        Check.True(fire.MapCycles > 0 && fire.ThreadsRun > 0, "the churn ran");
+        Console.WriteLine($"fire: scans={Scans} kept={Math.Min(fire.Used, Slots)} kept-checks={checkedKept} threads={fire.ThreadsRun} " +
+            $"blocks={fire.Blocks} mappings={fire.MapCycles} reported={reported} unreadable-bytes={unreadable}");
+        Kmemleak.Free(fire.Root);
+        for (int k = 0; k < Math.Min(fire.Used, Slots); k++)
+            if (fire.Root[k] != 0)
+                Heap.Free((void*)fire.Root[k], fire.Type);
+        NativeMemory.Free(fire.Root);
+        Heap.Free((void*)~leaked, fire.Type);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static nuint AllocLeaked(MallocType t) => ~(nuint)Heap.Malloc(96, t);
+
+    // Maps regions, writes them, makes parts inaccessible or read-only and back, unmaps them.
+    private static void Churn(Fire fire, int seed)
+    {
+        var rnd = new Random(seed);
+        while (!fire.Stop)
+        {
+            nuint len = (nuint)rnd.Next(1, 48) * 4096;
+            nint p = mmap(0, len, ProtReadWrite, MapPrivateAnonymous, -1, 0);
+            if (p == -1)
+                continue;
+            new Span<byte>((void*)p, (int)len).Fill(0x5a);
+            mprotect(p, len / 2, ProtNone);
+            mprotect(p + (nint)(len / 2), len - len / 2, ProtRead);
+            Thread.Yield();
+            mprotect(p, len, ProtReadWrite);
+            munmap(p, len);
+            Interlocked.Increment(ref fire.MapCycles);
+        }
+    }
+
+    // Starts short-lived threads a few at a time: each allocates some blocks, keeps one in the root table, frees the
+    // rest, and every eighth also leaks one.
+    private static void SpawnThreads(Fire fire, int seed)
+    {
+        var rnd = new Random(100 + seed);
+        while (!fire.Stop)
+        {
+            var batch = new Thread[4];
+            for (int i = 0; i < batch.Length; i++)
+            {
+                int sizeSeed = rnd.Next();
+                batch[i] = new Thread(() => ShortLived(fire, sizeSeed), 256 * 1024);
+                batch[i].Start();
+            }
+            foreach (Thread t in batch)
+                t.Join();
+        }
+    }
+
+    private static void ShortLived(Fire fire, int seed)
+    {
+        var rnd = new Random(seed);
+        var blocks = new nuint[5];
+        for (int i = 0; i < blocks.Length; i++)
+        {
+            nuint size = i == 4 && rnd.Next(4) == 0 ? 40_000 : (nuint)rnd.Next(16, 2048);
+            byte* p = (byte*)Heap.Malloc(size, fire.Type);
+            p[0] = (byte)i;
+            blocks[i] = ~(nuint)p;
+        }
+        Interlocked.Add(ref fire.Blocks, blocks.Length);
+        int slot = Interlocked.Increment(ref fire.Used) - 1;
+        int first = 0;
+        if (slot < Slots)
+        {
+            Volatile.Write(ref fire.Root[slot], (nint)~blocks[0]);
+            first = 1;
+        }
+        bool leak = rnd.Next(8) == 0;
+        for (int i = first; i < blocks.Length - (leak ? 1 : 0); i++)
+            Heap.Free((void*)~blocks[i], fire.Type);
+        Array.Clear(blocks);
+        Interlocked.Increment(ref fire.ThreadsRun);
+    }
+}
