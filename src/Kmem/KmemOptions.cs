@@ -162,9 +162,9 @@ public static class KmemOptions
     /// Failure injection for the OS (<c>KMEM_FAIL_PAGES=N</c>): every N-th page request (slabs and their side tables,
     /// large blocks, per-CPU chunks, vmalloc areas, page-map tables, guard pages, thread caches, the leak scan's
     /// buffers) is refused; 0 turns it off. A NoWait or CanFail malloc then returns null, Vmalloc returns null, guard
-    /// pages fall back to a normal block; WaitOk malloc, AllocPercpu and Kmem's own metadata retry, since an injected
-    /// refusal is transient (N = 1 refuses every request: they panic or throw as when the OS refuses). Setting it
-    /// restarts the count.
+    /// pages fall back to a normal block; a WaitOk malloc, AllocPercpu and Kmem's own metadata retry once with the
+    /// injection suspended for the retrying thread (an injected refusal is transient, as a kernel's M_WAITOK waits for
+    /// pages), so they never fail from it, even with N = 1. Setting it restarts the count.
     /// </summary>
     public static int FailPageRequestsEvery
     {

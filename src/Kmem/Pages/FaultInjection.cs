@@ -1,8 +1,9 @@
 // Pages/FaultInjection.cs — failure injection (FreeBSD's MALLOC_MAKE_FAILURES, extended to page requests): every n-th
 // NoWait malloc returns null, every n-th OS page request is refused, and the counts of failures injected so far.
 // Tests can also refuse the next few page requests outright (FailNextPageRequests: the OS refusing for good).
-// Injected page failures are transient by design, so callers that must not fail (WaitOk malloc, Kmem's own metadata)
-// may retry them; a refusal from FailNextPageRequests or the OS is not retried.
+// Injected page failures are transient by design: callers that must not fail (WaitOk malloc, per-CPU memory, Kmem's own
+// metadata) retry once with the injection suspended for their own requests; a refusal from FailNextPageRequests or the
+// OS is not retried.
 namespace Kmem.Pages;
 
 internal static class FaultInjection
@@ -14,12 +15,10 @@ internal static class FaultInjection
     private static long s_noWaitCalls, s_pageCalls;
     private static long s_noWaitInjected, s_pagesInjected;
 
-    // Set when this thread's last page request was refused by the every-n-th injection (cleared by the retry test).
+    // Set when this thread's last page request was refused by the every-n-th injection (cleared by the retry test);
+    // while t_retrying is above 0 the thread is retrying and the periodic injection spares its requests.
     [ThreadStatic] private static bool t_injected;
-    [ThreadStatic] private static int t_retryDepth;
-
-    /// <summary>Retries of one allocation after injected page failures before it counts as a real refusal.</summary>
-    public const int MaxRetries = 16;
+    [ThreadStatic] private static int t_retrying;
 
     /// <summary>The next <paramref name="count"/> page requests fail as if the OS refused them.</summary>
     public static void FailNextPageRequests(int count) => Volatile.Write(ref s_failPageRequests, count);
@@ -61,25 +60,29 @@ internal static class FaultInjection
         if (Volatile.Read(ref s_failPageRequests) > 0 && Interlocked.Decrement(ref s_failPageRequests) >= 0)
             return true;
         int every = Volatile.Read(ref s_pagesEvery);
-        if (every == 0 || Interlocked.Increment(ref s_pageCalls) % every != 0)
+        if (every == 0 || t_retrying > 0 || Interlocked.Increment(ref s_pageCalls) % every != 0)
             return false;
         Interlocked.Increment(ref s_pagesInjected);
         t_injected = true;
         return true;
     }
 
-    /// <summary>Commits pages for Kmem's own metadata (thread caches, the scanner's bitmaps): an injected failure is
-    /// retried, since it is transient; a real refusal returns false.</summary>
+    /// <summary>Commits pages for Kmem's own metadata (thread caches, the scanner's buffers and bitmaps): an injected
+    /// failure is retried, since it is transient; a real refusal returns false.</summary>
     public static bool CommitMetadata(Platform.IPageProvider pages, nint start, nuint bytes)
     {
-        for (int attempt = 0; attempt <= MaxRetries; attempt++)
+        if (!FailPageRequest())
+            return pages.Commit(start, bytes);
+        if (!BeginRetry(TakeInjected()))
+            return false;
+        try
         {
-            if (!FailPageRequest())
-                return pages.Commit(start, bytes);
-            if (!TakeInjected())
-                return false;
+            return !FailPageRequest() && pages.Commit(start, bytes);
         }
-        return false;
+        finally
+        {
+            EndRetry();
+        }
     }
 
     /// <summary>Whether this thread's last page refusal was injected by the period (and clears the mark).</summary>
@@ -92,16 +95,16 @@ internal static class FaultInjection
 
     /// <summary>
     /// For a caller that cannot fail (WaitOk): whether to run the allocation again, given whether its page request was
-    /// refused by injection (<see cref="TakeInjected"/>), and not too often in a row. <see cref="EndRetry"/> must follow
-    /// a true answer.
+    /// refused by injection (<see cref="TakeInjected"/>). Until <see cref="EndRetry"/> (which must follow a true answer)
+    /// the periodic injection spares this thread, so the retry meets only real refusals.
     /// </summary>
     public static bool BeginRetry(bool injected)
     {
-        if (!injected || t_retryDepth >= MaxRetries)
+        if (!injected || t_retrying > 0)
             return false;
-        t_retryDepth++;
+        t_retrying++;
         return true;
     }
 
-    public static void EndRetry() => t_retryDepth--;
+    public static void EndRetry() => t_retrying--;
 }

@@ -30,8 +30,17 @@ public static unsafe partial class Heap
         uint context = ThreadCaches.Context(tc, site);
         byte* p = PerCpuAllocator.Alloc(size, align, (ushort)type.Index, context);
         // A refusal injected by KMEM_FAIL_PAGES is transient: try again, as a WaitOk malloc does.
-        for (int retry = 0; p == null && retry < Pages.FaultInjection.MaxRetries && Pages.FaultInjection.TakeInjected(); retry++)
-            p = PerCpuAllocator.Alloc(size, align, (ushort)type.Index, context);
+        if (p == null && Pages.FaultInjection.BeginRetry(Pages.FaultInjection.TakeInjected()))
+        {
+            try
+            {
+                p = PerCpuAllocator.Alloc(size, align, (ushort)type.Index, context);
+            }
+            finally
+            {
+                Pages.FaultInjection.EndRetry();
+            }
+        }
         if (p == null)
         {
             TypeAccounting.Refund(type, ts, bytes);
