@@ -16,4 +16,5 @@ root.Subcommands.Add(LeaksCommand.Create());
 root.Subcommands.Add(CtlCommand.Create());
 root.Subcommands.Add(MonitorCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(StressCommand.Create());
 return root.Parse(args).Invoke();

@@ -155,7 +155,7 @@ public static unsafe partial class Heap
         ClassBin* bin = ThreadCaches.Bin(tc, cls);
         nuint link = bin->Head;
         if (link == 0 && (link = BinTransfers.Refill(bin, cls)) == 0)
-            return NoPages(type, ts, bytes, flags);
+            return NoPages(type, ts, bytes, flags, size, site);
         // The link came from a free block, which a use-after-free write may have changed: check it points at a free
         // block of this class in a slab before touching anything (the wrong-bucket and lost-data checks).
         nuint off = BlockLink.OffsetOf(link);
@@ -199,6 +199,7 @@ public static unsafe partial class Heap
     private static void CorruptFreeList(MallocType type, TypeSlot* ts, long bytes, ClassBin* bin, nuint off, string? panic)
     {
         TypeAccounting.Refund(type, ts, bytes);
+        WithdrawnBlocks.NoteCut(SizeClasses.ClassOf((nuint)bytes), bin->Count); // the list is dropped: Verify counts it
         bin->Head = 0;
         bin->Count = 0;
         string addr = "0x" + ((nuint)KmemMap.Base + off).ToString("x");
@@ -229,7 +230,7 @@ public static unsafe partial class Heap
         uint context = ThreadCaches.Context(tc, site);
         byte* p = LargeBlocks.Alloc(rounded, (ushort)type.Index, context);
         if (p == null)
-            return NoPages(type, ts, bytes, flags);
+            return NoPages(type, ts, bytes, flags, size, site);
         LeakTracking.AddKmem(RecordKind.Large, p, rounded, 1, (ushort)type.Index, context);
         ts->Allocs++;
         ts->Sizes |= 1UL << (SizeClasses.Count + LargeBlocks.BucketOf(rounded));
@@ -237,12 +238,26 @@ public static unsafe partial class Heap
         return p;
     }
 
-    // kmem_map or the OS had no pages: give the charge back, then fail or panic as the flags say.
-    private static void* NoPages(MallocType type, TypeSlot* ts, long bytes, MallocFlags flags)
+    // kmem_map or the OS had no pages: give the charge back, then fail or panic as the flags say. A WaitOk caller whose
+    // page request was refused by failure injection (transient by design) tries again instead, as M_WAITOK waits for pages.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void* NoPages(MallocType type, TypeSlot* ts, long bytes, MallocFlags flags, nuint size, uint site)
     {
         TypeAccounting.Refund(type, ts, bytes);
+        bool injected = FaultInjection.TakeInjected();
         if ((flags & (MallocFlags.NoWait | MallocFlags.CanFail)) != 0)
             return null;
+        if (FaultInjection.BeginRetry(injected))
+        {
+            try
+            {
+                return size <= SizeClasses.MaxSmall ? AllocSmall(size, type, flags, site) : AllocLarge(size, type, flags, site);
+            }
+            finally
+            {
+                FaultInjection.EndRetry();
+            }
+        }
         Panic.Raise("malloc: out of space in kmem_map");
         return null;
     }

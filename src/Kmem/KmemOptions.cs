@@ -1,5 +1,5 @@
 // KmemOptions.cs — process-wide settings: panic policy, the size of kmem_map, the smallest bucket and DIAGNOSTIC mode
-// (poisoning, redzones, quarantine, guard pages, the allocation log). Read from the environment at start.
+// (poisoning, redzones, quarantine, guard pages, the allocation log), failure injection. Read from the environment at start.
 using Kmem.Checks;
 using Kmem.Pages;
 
@@ -27,7 +27,8 @@ public enum PoisonExtent
 /// Process-wide Kmem settings. Environment variables give the starting values: <c>KMEM_PANIC=failfast|throw</c>,
 /// <c>KMEM_MAP_SIZE=&lt;bytes&gt;[K|M|G]</c>, <c>KMEM_MINBUCKET=&lt;shift&gt;</c>, and for DIAGNOSTIC mode
 /// <c>KMEM_DIAGNOSTIC=1|full|0</c>, <c>KMEM_REDZONES=0|1</c>, <c>KMEM_QUARANTINE=&lt;blocks&gt;</c>,
-/// <c>KMEM_MALLOCLOG=&lt;entries&gt;</c> and <c>KMEM_GUARD=&lt;type&gt;|*[:&lt;min&gt;-&lt;max&gt;]</c>.
+/// <c>KMEM_MALLOCLOG=&lt;entries&gt;</c> and <c>KMEM_GUARD=&lt;type&gt;|*[:&lt;min&gt;-&lt;max&gt;]</c>; failure injection
+/// <c>KMEM_FAIL_NOWAIT=&lt;n&gt;</c> and <c>KMEM_FAIL_PAGES=&lt;n&gt;</c>.
 /// </summary>
 public static class KmemOptions
 {
@@ -141,6 +142,45 @@ public static class KmemOptions
 
     /// <summary>The largest block guard-page mode serves.</summary>
     public static nuint GuardPageMaxSize => GuardPages.MaxBlockSize;
+
+    /// <summary>
+    /// Failure injection (FreeBSD's MALLOC_MAKE_FAILURES, <c>KMEM_FAIL_NOWAIT=N</c>): every N-th NoWait malloc (any type
+    /// but Kmem's own) returns null, as if the type were at its limit; 0 turns it off. While on, every malloc takes the
+    /// checked path (where the count is kept); while off, the fast path pays nothing. Setting it restarts the count.
+    /// </summary>
+    public static int FailNoWaitEvery
+    {
+        get => FaultInjection.NoWaitEvery;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            CheckSwitch.SetFailNoWait(value);
+        }
+    }
+
+    /// <summary>
+    /// Failure injection for the OS (<c>KMEM_FAIL_PAGES=N</c>): every N-th page request (slabs and their side tables,
+    /// large blocks, per-CPU chunks, vmalloc areas, page-map tables, guard pages, thread caches, the leak scan's
+    /// buffers) is refused; 0 turns it off. A NoWait or CanFail malloc then returns null, Vmalloc returns null, guard
+    /// pages fall back to a normal block; a WaitOk malloc, AllocPercpu and Kmem's own metadata retry once with the
+    /// injection suspended for the retrying thread (an injected refusal is transient, as a kernel's M_WAITOK waits for
+    /// pages), so they never fail from it, even with N = 1. Setting it restarts the count.
+    /// </summary>
+    public static int FailPageRequestsEvery
+    {
+        get => FaultInjection.PagesEvery;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            FaultInjection.SetPagesEvery(value);
+        }
+    }
+
+    /// <summary>NoWait mallocs failed by <see cref="FailNoWaitEvery"/> so far (FreeBSD's <c>malloc_failure_count</c>).</summary>
+    public static long InjectedNoWaitFailures => FaultInjection.NoWaitInjected;
+
+    /// <summary>Page requests refused by <see cref="FailPageRequestsEvery"/> so far.</summary>
+    public static long InjectedPageFailures => FaultInjection.PagesInjected;
 
     /// <summary>What a panic does; may be changed at any time.</summary>
     public static PanicMode Panic

@@ -13,6 +13,7 @@ return args.Length != 1 ? 2
     : args[0].StartsWith("roots-", StringComparison.Ordinal) ? ProcessRootScenarios.Run(args[0])
     : args[0].StartsWith("diag-", StringComparison.Ordinal) ? DiagnosticScenarios.Run(args[0])
     : args[0].StartsWith("fire-", StringComparison.Ordinal) ? ScanUnderFireScenario.Run(args[0])
+    : args[0].StartsWith("rel-", StringComparison.Ordinal) ? ReliabilityScenarios.Run(args[0])
     : Scenarios.Run(args[0]);
 
 internal static unsafe class Scenarios

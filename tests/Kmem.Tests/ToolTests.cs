@@ -106,7 +106,7 @@ public sealed class ToolTests : IDisposable
         Assert.True(code == 0, stderr);
         (code, stdout, stderr) = Tool("ctl", "-p", Pid, "verify");
         Assert.True(code == 0, stderr);
-        Assert.Matches(@"^verify: \d+ quarantined and \d+ listed free blocks checked, 0 problem\(s\)\n$", stdout);
+        Assert.Matches(@"^verify: \d+ allocated, \d+ listed free and \d+ quarantined blocks in \d+ slabs .* leak records checked, 0 problem\(s\)\n$", stdout);
         (code, _, stderr) = Tool("ctl", "-p", Pid, "scan=60"); // a command with a value
         Assert.True(code == 0, stderr);
         (code, _, stderr) = Tool("ctl", "-p", Pid, "scan=off");

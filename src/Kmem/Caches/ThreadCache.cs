@@ -113,7 +113,7 @@ internal static unsafe class ThreadCaches
         Pages.KmemMap.EnsureStarted();
         var pages = Platform.OsPages.Provider;
         nint p = pages.Reserve(CacheBytes);
-        if (p == 0 || !pages.Commit(p, CacheBytes))
+        if (p == 0 || !Pages.FaultInjection.CommitMetadata(pages, p, CacheBytes))
             throw new OutOfMemoryException("Kmem: cannot map a thread cache.");
         Pages.OwnRegions.Add((void*)p, CacheBytes);
         ThreadHeader* header = Header((byte*)p);

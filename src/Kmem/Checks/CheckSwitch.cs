@@ -1,6 +1,7 @@
 // Checks/CheckSwitch.cs — which calls DIAGNOSTIC checks apply to: the process-wide switch, the per-type switches and
 // the guard-page selection, plus the settings the checks read (poison extent, redzones). It keeps each type's fast-path
-// gates (AllocGate, FreeKey) in step with the switches: the allocator's fast paths read only those.
+// gates (AllocGate, FreeKey) in step with the switches (and with NoWait failure injection, which also needs the checked
+// malloc path): the allocator's fast paths read only those.
 namespace Kmem.Checks;
 
 internal static class CheckSwitch
@@ -106,6 +107,17 @@ internal static class CheckSwitch
         }
     }
 
+    /// <summary>Fails every <paramref name="every"/>-th NoWait malloc (0: none). While on, every type's AllocGate is
+    /// set, so mallocs take the checked path, where the count is kept; the fast path pays nothing while it is off.</summary>
+    public static void SetFailNoWait(int every)
+    {
+        lock (s_lock)
+        {
+            Pages.FaultInjection.SetNoWaitEvery(every);
+            Recompute();
+        }
+    }
+
     // Under s_lock: every type's fast-path gates.
     private static void Recompute()
     {
@@ -125,6 +137,7 @@ internal static class CheckSwitch
         bool diagnostic = Global || type.DiagnosticOn;
         bool guarded = s_guard is { } g && g.Selects(type);
         type.FreeKey = diagnostic ? -1 : type.Index;
-        type.AllocGate = type.State == MallocType.Attached && !diagnostic && !guarded ? 0 : 1;
+        bool failing = Pages.FaultInjection.NoWaitEvery != 0;
+        type.AllocGate = type.State == MallocType.Attached && !diagnostic && !guarded && !failing ? 0 : 1;
     }
 }

@@ -85,7 +85,7 @@ internal static unsafe class GuardPages
             {
                 nuint pages = PagesFor(size);
                 byte* first = FirstPage(slot, size);
-                if (OsPages.Provider.Commit((nint)first, pages * PageSize))
+                if (!Pages.FaultInjection.FailPageRequest() && OsPages.Provider.Commit((nint)first, pages * PageSize))
                 {
                     s_state[slot] = Live;
                     s_size[slot] = size;
@@ -213,6 +213,19 @@ internal static unsafe class GuardPages
         int before = Redzones.CountChanged(first, (int)(p - first)), after = Redzones.CountChanged(p + size, (int)(end - (p + size)));
         if (before != 0 || after != 0)
             Redzones.Report(before, after, p, size, $"\n  type {type.ShortDesc}, allocated at {CallSites.Describe(s_site[slot])} (guard pages)");
+    }
+
+    /// <summary>Every live guarded block (complemented address, request size, type, bytes charged), for the heap verifier.</summary>
+    public static List<(nuint AddressComplement, nuint Size, ushort Type, long Bytes)> LiveBlocks()
+    {
+        var live = new List<(nuint, nuint, ushort, long)>();
+        lock (s_lock)
+        {
+            for (int slot = 0; slot < s_fresh; slot++)
+                if (s_state[slot] == Live)
+                    live.Add((~(nuint)UserAddress(slot, s_size[slot]), s_size[slot], s_type[slot], (long)(PagesFor(s_size[slot]) * PageSize)));
+        }
+        return live;
     }
 
     private static void Reserve()

@@ -24,6 +24,9 @@ public static unsafe partial class Heap
     {
         if (type.Magic != MallocType.MagicValue)
             Panic.Raise("malloc - bogus type");
+        // MALLOC_MAKE_FAILURES: while it is on every type's AllocGate is set, so every malloc passes here.
+        if ((flags & MallocFlags.NoWait) != 0 && FaultInjection.FailNoWait(type))
+            return null;
         if (CheckSwitch.Guard is { } guard && guard.Matches(type, size))
         {
             void* g = GuardPages.Alloc(size, type, flags, site, out bool served);
@@ -81,6 +84,7 @@ public static unsafe partial class Heap
         if (startOfBlock && owner == 0)
             return;
         BlockLink.Next(head) = 0; // cut: the blocks behind the bad link are lost to the allocator, as in NetBSD
+        WithdrawnBlocks.NoteCut(cls, bin->Count - 1);
         bin->Count = 1;
         uint size = SizeClasses.SizeOf(cls);
         string at = "0x" + ((nuint)KmemMap.Base + off).ToString("x");
@@ -193,7 +197,10 @@ public static unsafe partial class Heap
     {
         byte* block = BlockLink.Decode(e.Link);
         if (PoisonChanged(e, ""))
+        {
+            WithdrawnBlocks.Note(e.Link); // kept out of use for good; Verify counts it as withdrawn, not lost
             return;
+        }
         ClassInfo* ci = SizeClasses.Info(e.Class);
         ClassBin* bin = ThreadCaches.Bin(ThreadCaches.Current(), e.Class);
         if (bin->Count >= ci->Batch)
@@ -204,39 +211,22 @@ public static unsafe partial class Heap
     }
 
     /// <summary>
-    /// Checks what can be checked while other threads run: the poison of every block in DIAGNOSTIC's quarantine and every
-    /// link on the size classes' shared lists (each must name a free block of its class). Each problem is printed as a
-    /// message (<see cref="KmemDiagnostics"/>); the returned line counts what was checked and what was wrong. Blocks in
-    /// threads' own caches are not walked (their threads may be using them).
+    /// Walks every piece of allocator and detector metadata and checks that it is consistent: the page map's unit kinds
+    /// and runs, every slab's owner entries against the blocks on free lists (shared depots, every live thread cache's
+    /// bins and spares, DIAGNOSTIC's quarantine and its poison; a block is exactly one of allocated, free-listed or never
+    /// carved; lists have no cycles and match their counts), per-type statistics against the sum of live blocks' rounded
+    /// sizes and counts, large blocks, per-CPU chunks, vmalloc areas, guard-page blocks, and the leak detector's records
+    /// (each matches a live allocation; no record of a freed one). Returns the problems found; empty means healthy.
+    /// <para>Exact when no other thread allocates or frees during the call (the caller's responsibility, as for exact
+    /// <c>vmstat -m</c> figures). Each shared structure is read under its own lock, and Verify only reads, so it is safe
+    /// at any time; but with other threads running it still walks their private bins and statistics slots as they
+    /// change, and may report mismatches that a call at a quiet moment would not.</para>
     /// </summary>
-    public static string Verify()
-    {
-        if (!KmemMap.IsStarted)
-            return "verify: the heap is empty (nothing allocated yet)";
-        int problems = 0;
-        long quarantined = 0, listed = 0;
-        Quarantine.ForEach(e =>
-        {
-            quarantined++;
-            if (PoisonChanged(e, "verify: "))
-                problems++;
-        });
-        for (int c = 0; c < SizeClasses.Count; c++)
-        {
-            int cls = c;
-            (long blocks, int bad) = ClassDepot.All[c].Verify(
-                link => IsBlockStartOf(BlockLink.OffsetOf(link), cls, out ushort owner) && owner == 0,
-                link => KmemDiagnostics.Publish(KmemMessageKind.Warning,
-                    $"verify: the shared free list of size {SizeClasses.SizeOf(cls)} links to 0x{(nuint)KmemMap.Base + BlockLink.OffsetOf(link):x}, not a free block of that size"));
-            listed += blocks;
-            problems += bad;
-        }
-        return $"verify: {quarantined} quarantined and {listed} listed free blocks checked, {problems} problem(s)";
-    }
+    public static IReadOnlyList<string> Verify() => HeapVerifier.Run().Problems;
 
     // Checks a quarantined block's poison; a change is reported (with the kernel's message, the block's last allocation
     // site and the log around it) and true returned.
-    private static bool PoisonChanged(in QuarantineEntry e, string prefix)
+    internal static bool PoisonChanged(in QuarantineEntry e, string prefix)
     {
         byte* block = BlockLink.Decode(e.Link);
         int word = Poison.FirstChanged(block, e.PoisonBytes);

@@ -55,6 +55,14 @@ internal static unsafe class LeakTracking
             s_kmemRecords.Remove(OffsetOf(start));
     }
 
+    /// <summary>Copies of the kmem_map records and of the guard-page records (foreign records of Kmem blocks), for the
+    /// heap verifier.</summary>
+    public static (LeakRecord[] Kmem, LeakRecord[] Guarded) SnapshotForVerify()
+    {
+        lock (Lock)
+            return (s_kmemRecords.Values.ToArray(), s_foreign.Values.Where(r => r.Guarded).ToArray());
+    }
+
     public static bool TryGetKmem(nuint offset, [NotNullWhen(true)] out LeakRecord? r)
     {
         lock (Lock)

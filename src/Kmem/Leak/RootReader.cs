@@ -137,7 +137,7 @@ internal static unsafe class RootReader
     {
         IPageProvider pages = OsPages.Provider;
         nint p = pages.Reserve(BufferBytes);
-        if (p == 0 || !pages.Commit(p, BufferBytes))
+        if (p == 0 || !FaultInjection.CommitMetadata(pages, p, BufferBytes))
             throw new OutOfMemoryException("kmemleak: cannot map a root-scan buffer");
         OwnRegions.Add((void*)p, BufferBytes);
         return new Worker { Buffer = (byte*)p };

@@ -111,7 +111,8 @@ internal static unsafe class KmemMap
             if (unit < 0)
                 return -1;
         }
-        if (FaultInjection.FailPageRequest() || !s_pages.Commit((nint)(UnitAddress((uint)unit) + commitOffset), commitBytes))
+        if (!PageMap.EnsureTables((uint)unit, count) || FaultInjection.FailPageRequest()
+            || !s_pages.Commit((nint)(UnitAddress((uint)unit) + commitOffset), commitBytes))
         {
             lock (s_lock)
                 s_runs.Put((uint)unit, count);

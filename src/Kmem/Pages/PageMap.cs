@@ -123,6 +123,28 @@ internal static unsafe class PageMap
             Volatile.Write(ref *(byte*)&Entry(first + u)->Kind, (byte)UnitKind.Released);
     }
 
+    /// <summary>Makes the tables of every chunk a run of units touches; false when a page request is refused (then
+    /// nothing is marked, and the caller gives the run back). Units handed out always have their table.</summary>
+    public static bool EnsureTables(uint first, uint count)
+    {
+        uint last = (first + count - 1) / (uint)KmemMap.UnitsPerChunk;
+        for (uint chunk = first / (uint)KmemMap.UnitsPerChunk; chunk <= last; chunk++)
+        {
+            if (Volatile.Read(ref *(nint*)&s_level1[chunk]) != 0)
+                continue;
+            lock (s_lock)
+            {
+                if (s_level1[chunk] != null)
+                    continue;
+                byte* table = s_level2Region + chunk * ChunkTableBytes;
+                if (FaultInjection.FailPageRequest() || !s_pages.Commit((nint)table, ChunkTableBytes))
+                    return false;
+                Volatile.Write(ref *(nint*)&s_level1[chunk], (nint)table);
+            }
+        }
+        return true;
+    }
+
     /// <summary>The entry for <paramref name="unit"/>, making its chunk's table if needed (allocator side, never the scanner).</summary>
     public static UnitInfo* Entry(uint unit)
     {

@@ -89,6 +89,18 @@ internal static unsafe class PerCpuAllocator
         }
     }
 
+    /// <summary>One chunk as the heap verifier sees it: its first unit, free count, bitmap and objects (by granule).</summary>
+    internal sealed record ChunkView(uint FirstUnit, int FreeGranules, ulong[] Used, KeyValuePair<uint, Live>[] Objects);
+
+    public const int UnitGranules = GranulesPerUnit;
+
+    /// <summary>A copy of every chunk's bookkeeping, taken under the lock.</summary>
+    public static List<ChunkView> Snapshot()
+    {
+        lock (s_lock)
+            return s_chunks.Values.Select(c => new ChunkView(c.FirstUnit, c.FreeGranules, (ulong[])c.Used.Clone(), c.Objects.ToArray())).ToList();
+    }
+
     private static bool Find(byte* cookie, [NotNullWhen(true)] out Chunk? chunk, out uint granule)
     {
         chunk = null;

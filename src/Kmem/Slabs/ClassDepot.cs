@@ -50,43 +50,16 @@ internal sealed unsafe class ClassDepot
     /// <summary>Whether a slot of a slab of this class was ever handed to a cache (a racy read: for messages only).</summary>
     public bool WasCarved(uint unit, uint slot) => Volatile.Read(ref _carveUnit) != unit || slot < Volatile.Read(ref _carveSlot);
 
-    /// <summary>
-    /// Walks the depot's lists under its lock and checks every link with <paramref name="isFreeBlock"/>; a list is followed
-    /// no further than its count says (a cycle cannot hang the walk) and not past a bad link. Returns (blocks, problems);
-    /// <paramref name="report"/> gets the address a bad link names.
-    /// </summary>
-    public (long Blocks, int Problems) Verify(Func<nuint, bool> isFreeBlock, Action<nuint> report)
-    {
-        long blocks = 0;
-        int problems = 0;
-        lock (_lock)
-        {
-            nuint batch = _batchHead;
-            for (long b = 0; b < _batchCount && batch != 0; b++)
-            {
-                if (!Walk(batch, _batch))
-                    break;
-                batch = BlockLink.NextBatch(BlockLink.Decode(batch));
-            }
-            Walk(_looseHead, _looseCount);
-        }
-        return (blocks, problems);
+    /// <summary>The depot's lists and carving position, as <see cref="Inspect"/> shows them (links are encoded).</summary>
+    public readonly record struct View(nuint BatchHead, long BatchCount, int Batch, nuint LooseHead, long LooseCount,
+        long CarveUnit, uint CarveSlot, long Carved);
 
-        bool Walk(nuint link, long count)
-        {
-            for (long i = 0; i < count && link != 0; i++)
-            {
-                if (!isFreeBlock(link))
-                {
-                    problems++;
-                    report(link);
-                    return false;
-                }
-                blocks++;
-                link = BlockLink.Next(BlockLink.Decode(link));
-            }
-            return true;
-        }
+    /// <summary>Runs <paramref name="read"/> on the depot's state with its lock held, so no list changes meanwhile
+    /// (the heap verifier walks the lists inside).</summary>
+    public T Inspect<T>(Func<View, T> read)
+    {
+        lock (_lock)
+            return read(new View(_batchHead, _batchCount, _batch, _looseHead, _looseCount, _carveUnit, _carveSlot, _carved));
     }
 
     /// <summary>Fills an empty list with up to one batch. Returns the count (0 when no pages could be had).</summary>

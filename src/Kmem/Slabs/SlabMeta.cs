@@ -44,6 +44,8 @@ internal static unsafe class SlabMeta
     /// <summary>Commits the side tables a slab of <paramref name="cls"/> needs; false when the OS refuses.</summary>
     public static bool CommitFor(uint unit, int cls)
     {
+        if (FaultInjection.FailPageRequest())
+            return false; // the caller gives the unit back and fails as for no pages
         uint n = SizeClasses.BlocksPerSlab(cls);
         byte* m = s_region + (nuint)unit * Stride;
         // One owner entry past the last block: the free path reads it for an address in a slab's unused tail.
@@ -60,7 +62,14 @@ internal static unsafe class SlabMeta
     }
 
     /// <summary>Commits the leak scanner's three bitmaps of a slab; false when the OS refuses.</summary>
-    public static bool CommitBitmaps(uint unit) => CommitRange(Of(unit) + BitmapsOffset, ScanBitsPerBlock * BitmapBytes);
+    public static bool CommitBitmaps(uint unit)
+    {
+        byte* start = Of(unit) + BitmapsOffset;
+        nuint page = (nuint)KmemMap.PageSize;
+        nuint first = (nuint)start & ~(page - 1);
+        nuint end = ((nuint)start + ScanBitsPerBlock * BitmapBytes + page - 1) & ~(page - 1);
+        return FaultInjection.CommitMetadata(s_pages, (nint)first, end - first); // the scan's own metadata: retried
+    }
 
     /// <summary>One of the leak scanner's bitmaps (0 gray, 1 white, 2 white again): a bit per block.</summary>
     public static ulong* Bitmap(byte* meta, int which) => (ulong*)(meta + BitmapsOffset + which * BitmapBytes);

@@ -1,6 +1,6 @@
 // Telemetry/KmemCommands.cs — what a command that arrives through the EventSource does: `stat` (vmstat -m, plus a
 // TypeStat event per type), `leaks` (the grouped summary and Kmemleak.Read(), plus a SuspectedLeak event per object),
-// `scan` (a scan now, its summary), `verify` (the heap's consistency checks) and every kmemleak command.
+// `scan` (a scan now, its summary), `verify` (Heap.Verify: a summary line, then each problem found) and every kmemleak command.
 namespace Kmem.Telemetry;
 
 internal static class KmemCommands
@@ -38,7 +38,10 @@ internal static class KmemCommands
                 case "scan":
                     return (0, Kmemleak.Scan().Summary());
                 case "verify":
-                    return (0, Heap.Verify());
+                {
+                    Diagnostics.HeapVerifier.Result r = Diagnostics.HeapVerifier.Run();
+                    return (0, string.Concat(r.Problems.Select(p => "\n  " + p).Prepend(r.Summary)));
+                }
                 default:
                     return (0, Kmemleak.Write(command));
             }

@@ -47,6 +47,13 @@ internal static unsafe class VmallocAreas
             return s_descriptors.Remove(firstUnit, out nuint link) ? (VmStruct*)BlockLink.Decode(link) : null;
     }
 
+    /// <summary>A copy of the descriptor table (first unit → encoded descriptor), for the heap verifier.</summary>
+    public static KeyValuePair<uint, nuint>[] Snapshot()
+    {
+        lock (s_lock)
+            return s_descriptors.ToArray();
+    }
+
     public static void UnmapArea(uint firstUnit, nuint pages)
     {
         UnitInfo* e = PageMap.Entry(firstUnit);
