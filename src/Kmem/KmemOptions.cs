@@ -153,7 +153,8 @@ public static class KmemOptions
         get => FaultInjection.NoWaitEvery;
         set
         {
-            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            if (value < 0)
+                throw new ArgumentOutOfRangeException(nameof(FailNoWaitEvery), value, "FailNoWaitEvery must be 0 (off) or n > 0 (every n-th NoWait malloc fails)");
             CheckSwitch.SetFailNoWait(value);
         }
     }
@@ -171,7 +172,8 @@ public static class KmemOptions
         get => FaultInjection.PagesEvery;
         set
         {
-            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            if (value < 0)
+                throw new ArgumentOutOfRangeException(nameof(FailPageRequestsEvery), value, "FailPageRequestsEvery must be 0 (off) or n > 0 (every n-th page request is refused)");
             FaultInjection.SetPagesEvery(value);
         }
     }

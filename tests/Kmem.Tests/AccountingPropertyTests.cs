@@ -42,6 +42,7 @@ public sealed record Scenario(ulong[] Limits, Op[] Ops)
         $"limits [{string.Join(", ", Limits)}], {Ops.Length} steps:\n    " + string.Join("\n    ", Ops.Select((o, i) => $"{i}: {o}"));
 }
 
+[Collection(GlobalStateCollection.Name)] // checks Heap.Verify, which is exact only while no other test allocates
 public sealed unsafe class AccountingPropertyTests
 {
     private const int TypeCount = 3;

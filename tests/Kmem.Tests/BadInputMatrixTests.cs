@@ -264,6 +264,9 @@ public sealed unsafe class BadInputMatrixTests(ITestOutputHelper output)
         rows.Add(Throws<InvalidOperationException>("KmemOptions.set_MinBucketShift", "-1 after the first allocation", () => KmemOptions.MinBucketShift = -1, "before the first allocation"));
         rows.Add(Throws<InvalidOperationException>("KmemOptions.set_KmemMapSize", "after the first allocation", () => KmemOptions.KmemMapSize = 1UL << 30, "before the first allocation"));
         rows.Add(Throws<ArgumentOutOfRangeException>("KmemOptions.set_DiagnosticPoison", "(PoisonExtent)9", () => KmemOptions.DiagnosticPoison = (PoisonExtent)9, "unknown poison extent"));
+        rows.Add(Throws<ArgumentOutOfRangeException>("KmemOptions.set_FailNoWaitEvery", "-1", () => KmemOptions.FailNoWaitEvery = -1, "FailNoWaitEvery"));
+        rows.Add(Throws<ArgumentOutOfRangeException>("KmemOptions.set_FailNoWaitEvery", "int.MinValue", () => KmemOptions.FailNoWaitEvery = int.MinValue, "FailNoWaitEvery"));
+        rows.Add(Throws<ArgumentOutOfRangeException>("KmemOptions.set_FailPageRequestsEvery", "-1", () => KmemOptions.FailPageRequestsEvery = -1, "FailPageRequestsEvery"));
         rows.Add(Throws<ArgumentOutOfRangeException>("KmemOptions.set_QuarantineBlocks", "0", () => KmemOptions.QuarantineBlocks = 0, "QuarantineBlocks must be 1 to"));
         rows.Add(Throws<ArgumentOutOfRangeException>("KmemOptions.set_QuarantineBlocks", "int.MaxValue", () => KmemOptions.QuarantineBlocks = int.MaxValue, "QuarantineBlocks must be 1 to"));
         rows.Add(Throws<ArgumentOutOfRangeException>("KmemOptions.set_MallocLogEntries", "-1", () => KmemOptions.MallocLogEntries = -1, "MallocLogEntries must be 0 to"));

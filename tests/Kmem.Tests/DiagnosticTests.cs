@@ -284,16 +284,19 @@ public sealed unsafe class DiagnosticTests : IDisposable
         byte* p = (byte*)Heap.Malloc(64, _type);
         long memUse = _type.GetStats().MemUse;
         // The racing free wins between this free's validation and its release of the block.
-        Heap.BeforeOwnerRelease = _ =>
-        {
-            nuint off = (nuint)(p - 16 - KmemMap.Base);
-            uint slot = SizeClasses.SlotOf(SizeClasses.ClassOf(96), off & KmemMap.UnitMask);
-            SlabMeta.Owner(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), slot) = 0;
-        };
+        nuint off = (nuint)(p - 16 - KmemMap.Base);
+        uint slot = SizeClasses.SlotOf(SizeClasses.ClassOf(96), off & KmemMap.UnitMask);
+        ref ushort owner = ref SlabMeta.Owner(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), slot);
+        ushort saved = owner;
+        Heap.BeforeOwnerRelease = _ => SlabMeta.Owner(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), slot) = 0;
         PanicAssert.Panics("free: multiple frees", () => Heap.Free(p, _type));
         Assert.Equal(memUse, _type.GetStats().MemUse); // the loser changed nothing
         Heap.BeforeOwnerRelease = null;
+        // The simulated winner only took the owner entry: give it back and free the block, so the heap is whole again.
+        owner = saved;
+        Heap.Free(p, _type);
         Heap.Free(Heap.Malloc(64, _type), _type);
+        TestSupport.AssertHeapHealthy();
     }
 
     [Fact]

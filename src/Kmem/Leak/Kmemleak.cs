@@ -83,7 +83,7 @@ public static unsafe class Kmemleak
         {
             nuint start = (nuint)ptr, end = start + size;
             bool overlapsKmem = KmemMap.IsStarted && start < (nuint)KmemMap.Base + KmemMap.Size && end > (nuint)KmemMap.Base;
-            bool overlapsForeign = LeakTracking.ForeignRecords.Any(r => start < ~r.Key + r.Size && end > ~r.Key);
+            bool overlapsForeign = LeakTracking.OverlapsAny(LeakTracking.ForeignRecords, start, end);
             if (overlapsKmem || overlapsForeign)
                 throw new ArgumentException($"Cannot insert 0x{start:x} into the object search tree (overlaps existing)", nameof(ptr));
         }
@@ -230,7 +230,7 @@ public static unsafe class Kmemleak
         if (size == 0 || phys + size < phys)
             throw new ArgumentOutOfRangeException(nameof(size), size, "the object must have a size and not wrap around");
         lock (LeakTracking.Lock)
-            if (LeakTracking.PhysRecords.Any(r => phys < (ulong)~r.Key + r.Size && phys + size > (ulong)~r.Key))
+            if (LeakTracking.OverlapsAny(LeakTracking.PhysRecords, (nuint)phys, (nuint)(phys + size)))
                 throw new ArgumentException($"Cannot insert 0x{phys:x} into the object search tree (overlaps existing)", nameof(phys));
         LeakTracking.Add(NewRecord(RecordKind.Phys, ~(nuint)phys, size, minCount, member, file, line));
     }

@@ -25,6 +25,16 @@ internal static unsafe class LeakTracking
     public static IEnumerable<LeakRecord> ForeignRecords => s_foreign.Values;
     public static IEnumerable<LeakRecord> PhysRecords => s_phys.Values;
 
+    /// <summary>Whether [start, end) overlaps one of <paramref name="records"/> (foreign or physical: keys are ~start). A
+    /// plain loop: a lambda would keep the raw bounds in a closure on the GC heap, where the leak scan could meet them.</summary>
+    public static bool OverlapsAny(IEnumerable<LeakRecord> records, nuint start, nuint end)
+    {
+        foreach (LeakRecord r in records)
+            if (start < ~r.Key + r.Size && end > ~r.Key)
+                return true;
+        return false;
+    }
+
     /// <summary>The next birth stamp of the calling thread.</summary>
     public static (uint Thread, uint Stamp) Birth(byte* tc)
     {
