@@ -106,11 +106,7 @@ public static unsafe partial class Heap
     /// <summary>Statistics of every attached type, in attach order (per-thread deltas folded now).</summary>
     public static IReadOnlyList<MallocTypeStats> TypeStats()
     {
-        MallocType[] types = TypeRegistry.AttachedSnapshot();
-        var stats = new MallocTypeStats[types.Length];
-        for (int i = 0; i < types.Length; i++)
-            stats[i] = types[i].GetStats();
-        return stats;
+        return TypeStatistics.FoldAll(TypeRegistry.AttachedSnapshot());
     }
 
     /// <summary>The text of NetBSD's <c>vmstat -m</c>: by bucket size, type by bucket size, by type, totals.</summary>

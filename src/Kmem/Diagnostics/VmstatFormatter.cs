@@ -11,13 +11,12 @@ internal static class VmstatFormatter
     {
         List<BucketStats> buckets = ClassStatistics.Fold();
         MallocType[] types = TypeRegistry.AttachedSnapshot();
+        var sizeBits = new ulong[types.Length];
+        MallocTypeStats[] folded = TypeStatistics.FoldAll(types, sizeBits);
         var stats = new List<(MallocTypeStats Stats, ulong Bits)>();
-        foreach (MallocType t in types)
-        {
-            MallocTypeStats s = TypeStatistics.Fold(t, out ulong bits);
-            if (s.Requests != 0)
-                stats.Add((s, bits));
-        }
+        for (int i = 0; i < folded.Length; i++)
+            if (folded[i].Requests != 0)
+                stats.Add((folded[i], sizeBits[i]));
 
         var o = new StringBuilder();
         if (buckets.Count == 0)

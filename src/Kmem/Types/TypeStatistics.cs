@@ -14,9 +14,30 @@ internal static unsafe class TypeStatistics
     /// <summary>Folds a type and also gives its size set as bits (see <see cref="BucketSize"/>).</summary>
     public static MallocTypeStats Fold(MallocType t, out ulong sizeBits)
     {
+        lock (ThreadCaches.Lock)
+            return FoldLocked(t, out sizeBits);
+    }
+
+    /// <summary>Folds many types under one acquisition of the caches' lock (vmstat -m, Heap.TypeStats).</summary>
+    public static MallocTypeStats[] FoldAll(MallocType[] types, ulong[]? sizeBits = null)
+    {
+        var stats = new MallocTypeStats[types.Length];
+        lock (ThreadCaches.Lock)
+        {
+            for (int i = 0; i < types.Length; i++)
+            {
+                stats[i] = FoldLocked(types[i], out ulong bits);
+                if (sizeBits is not null)
+                    sizeBits[i] = bits;
+            }
+        }
+        return stats;
+    }
+
+    private static MallocTypeStats FoldLocked(MallocType t, out ulong sizeBits)
+    {
         long allocs, frees, net, rise = 0;
         ulong sizes;
-        lock (ThreadCaches.Lock)
         {
             allocs = t.RetiredAllocs;
             frees = t.RetiredFrees;
@@ -47,10 +68,9 @@ internal static unsafe class TypeStatistics
     /// <summary>The block sizes named by a type's size set: small classes, then large power-of-two buckets.</summary>
     public static IReadOnlyList<ulong> SizesOf(ulong bits)
     {
-        var sizes = new List<ulong>();
-        for (int b = 0; b < 64; b++)
-            if ((bits & (1UL << b)) != 0)
-                sizes.Add(BucketSize(b));
+        var sizes = new ulong[System.Numerics.BitOperations.PopCount(bits)];
+        for (int n = 0; bits != 0; bits &= bits - 1)
+            sizes[n++] = BucketSize(System.Numerics.BitOperations.TrailingZeroCount(bits));
         return sizes;
     }
 
