@@ -36,7 +36,11 @@ internal static unsafe class MemoryWorkloads
         ("mimalloc", AllocWorkloads.Mimalloc, false),
         ("nativememory", AllocWorkloads.NativeMemoryName, false),
         ("jemalloc", AllocWorkloads.Jemalloc, false),
+        ("bump", Bump, false),
     ];
+
+    /// <summary>The RSS children's ideal allocator (<see cref="BumpAllocator"/>): the payload and the process's own growth.</summary>
+    private const string Bump = "bump";
 
     // ---- parent side --------------------------------------------------------------------------------------------------
 
@@ -48,9 +52,13 @@ internal static unsafe class MemoryWorkloads
             + $" 64-byte blocks, each written; a fresh child per subject and run ({runs} run(s))");
         results.Describe(RssWorkload, $"MiB of RSS growth (VmRSS) for {Blocks:N0} live 64-byte blocks (64 MiB of payload),"
             + " each written, in a fresh child; median of the children");
-        results.Describe(MetadataWorkload, $"bytes per object: (RSS growth − 64 MiB payload) / {Blocks:N0}, from the same"
-            + $" children; includes all of Kmem's bookkeeping (slabs' slack, side tables, maps), not only the side tables"
-            + $" (their design figure: {DesignSideTableBytes} B = 2 owner + 4 context + 4 stamp + 4 crc + 1 state)");
+        results.Describe(MetadataWorkload, $"bytes per object: (RSS growth − the bump allocator's RSS growth) / {Blocks:N0},"
+            + " medians of the same children: everything Kmem adds to an ideal allocator that has no metadata and carves one"
+            + " region in order (slabs' slack, side tables, maps, thread cache; the process's own growth during the loop, JIT"
+            + $" and runtime, is in both); the side tables' design figure is {DesignSideTableBytes} B = 2 owner + 4 context"
+            + " + 4 stamp + 4 crc + 1 state");
+        var kmemGrowth = new List<(string Subject, List<double> Growth)>();
+        double? bumpGrowth = null;
         foreach ((string subject, string allocator, bool trackingOff) in s_rssSubjects)
         {
             var growth = new List<double>();
@@ -82,14 +90,35 @@ internal static unsafe class MemoryWorkloads
                 continue;
             }
 
+            if (allocator == Bump)
+            {
+                bumpGrowth = Timing.Median(growth);
+                Console.WriteLine($"{subject + ":",-15} {bumpGrowth / (1 << 20),7:F1} MiB (ideal: payload + the process's own"
+                    + $" growth, {(bumpGrowth - PayloadBytes) / Blocks:F1} B per object)");
+                continue; // a yardstick, not a subject of rss-1m
+            }
+
             results.Add(RssWorkload, subject, [.. growth.Select(b => b / (1 << 20))], "MiB");
-            double perObject = (Timing.Median(growth) - PayloadBytes) / Blocks;
-            Console.WriteLine($"{subject + ":",-15} {Timing.Median(growth) / (1 << 20),7:F1} MiB"
-                + (allocator == AllocWorkloads.Kmem ? $", {perObject,5:F1} B per object beyond the payload" : ""));
+            Console.WriteLine($"{subject + ":",-15} {Timing.Median(growth) / (1 << 20),7:F1} MiB");
             if (allocator == AllocWorkloads.Kmem)
             {
-                results.Add(MetadataWorkload, subject, [.. growth.Select(b => (b - PayloadBytes) / Blocks)], "B");
+                kmemGrowth.Add((subject, growth));
             }
+        }
+
+        if (bumpGrowth is double ideal)
+        {
+            foreach ((string subject, List<double> growth) in kmemGrowth)
+            {
+                results.Add(MetadataWorkload, subject, [.. growth.Select(b => (b - ideal) / Blocks)], "B");
+                Console.WriteLine($"{MetadataWorkload} {subject}: {(Timing.Median(growth) - ideal) / Blocks:F1} B per object"
+                    + " beyond the bump allocator");
+            }
+        }
+        else
+        {
+            Console.WriteLine($"note:    {MetadataWorkload} skipped: the bump allocator's child failed");
+            results.Notes.Add($"{MetadataWorkload} skipped: the bump allocator's child failed");
         }
 
         Console.WriteLine($"note:    the side tables' design figure is {DesignSideTableBytes} B per block (2 owner + 4 context"
@@ -142,6 +171,7 @@ internal static unsafe class MemoryWorkloads
         {
             AllocWorkloads.Kmem => Rss<KmemAllocator>(),
             AllocWorkloads.NativeMemoryName => Rss<NativeMemoryAllocator>(),
+            Bump => Rss<BumpAllocator>(),
             AllocWorkloads.Mimalloc when NativePeers.HasMimalloc => Rss<MimallocAllocator>(),
             AllocWorkloads.Mimalloc => Skip($"mimalloc: {NativePeers.MimallocNote}"),
             AllocWorkloads.Jemalloc when NativePeers.HasJemalloc => Rss<JemallocAllocator>(),

@@ -46,22 +46,16 @@ internal static unsafe class SlabMeta
     {
         if (FaultInjection.FailPageRequest())
             return false; // the caller gives the unit back and fails as for no pages
-        uint n = SizeClasses.BlocksPerSlab(cls);
-        byte* m = s_region + (nuint)unit * Stride;
-        // One owner entry past the last block: the free path reads it for an address in a slab's unused tail.
-        return CommitRange(m + OwnersOffset, (n + 1) * 2) && CommitRange(m + SitesOffset, n * 4)
-            && CommitRange(m + StampsOffset, n * 4) && CommitRange(m + CrcsOffset, n * 4) && CommitRange(m + LeakOffset, n);
+        // The whole stride, scanner bitmaps included, in one call: committing each column (and later the bitmaps) on its
+        // own split the reservation into about ten kernel mappings per slab, and Linux allows 65,530 per process, so a
+        // few GiB of small blocks would have run out of mappings. Whole strides of neighbouring slabs merge into one
+        // mapping. Pages nobody touches cost no memory (the crc column and the bitmaps until a scan, the columns past a
+        // large class's last block), so RSS stays what the columns in use need.
+        return s_pages.Commit((nint)(s_region + (nuint)unit * Stride), Stride);
     }
 
-    private static bool CommitRange(byte* start, uint bytes)
-    {
-        nuint page = (nuint)KmemMap.PageSize;
-        nuint first = (nuint)start & ~(page - 1);
-        nuint end = ((nuint)start + bytes + page - 1) & ~(page - 1);
-        return s_pages.Commit((nint)first, end - first);
-    }
-
-    /// <summary>Commits the leak scanner's three bitmaps of a slab; false when the OS refuses.</summary>
+    /// <summary>Commits the leak scanner's three bitmaps of a slab (already committed with its side tables: this makes
+    /// sure, and costs no new mapping); false when the OS refuses.</summary>
     public static bool CommitBitmaps(uint unit)
     {
         byte* start = Of(unit) + BitmapsOffset;
