@@ -772,15 +772,16 @@ internal static unsafe class LeakScanner
     private static void ReferenceKmem(nuint v)
     {
         nuint off = v - (nuint)KmemMap.Base;
-        UnitInfo* e = PageMap.LookupOffset(off);
-        if (e == null)
+        int cls = PageMap.SlabClassPlusOne(off) - 1; // most references are to slab blocks: one byte says so
+        UnitInfo* e = cls >= 0 ? null : PageMap.LookupOffset(off);
+        if (cls < 0 && e == null)
             return;
-        switch (e->Kind)
+        switch (cls >= 0 ? UnitKind.Slab : e->Kind)
         {
             case UnitKind.Slab:
             {
                 uint unit = (uint)(off >> KmemMap.UnitShift);
-                ClassInfo* ci = SizeClasses.Info(e->Class);
+                ClassInfo* ci = SizeClasses.Info(cls);
                 uint slot = SizeClasses.SlotOf(ci, off & KmemMap.UnitMask);
                 if (slot >= ci->BlocksPerSlab || (unit == s_curUnit && slot == s_curSlot))
                     return; // past the slab's last block, or a block's reference to itself
