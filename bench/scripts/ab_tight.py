@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-# bench/scripts/ab_tight.py — A/B of the allocator's fast path between two builds (e.g. before and after a change):
-# starts pair64-tight's kmem loop as a child of each build's benchmark program (the hidden tracking-off child mode,
-# KMEMLEAK=off), asks them for repetitions in alternating order and prints the medians and their ratio.
-# usage: bench/scripts/ab_tight.py OLD_CHECKOUT NEW_CHECKOUT [ROUNDS]   (build both with -c Release first)
+# bench/scripts/ab_tight.py — A/B of the allocator between two builds (e.g. before and after a change): starts the
+# benchmark program of each build in its hidden KMEMLEAK=off child mode, asks both for repetitions of one allocation
+# workload in alternating order, and prints the medians and their ratio.
+# usage: bench/scripts/ab_tight.py OLD_CHECKOUT NEW_CHECKOUT [ROUNDS] [WORKLOAD [OPS]]   (build both with -c Release)
+#   WORKLOAD: pair64-tight (default), pair64-batch1000, mixed, producer-consumer; OPS per repetition (default 2000000)
 import os
 import statistics
 import subprocess
@@ -18,25 +19,34 @@ def start(checkout):
     return p
 
 
+def ask(child, command):
+    child.stdin.write(command + "\n")
+    child.stdin.flush()
+    answer = child.stdout.readline().strip()
+    if answer.startswith("error"):
+        sys.exit(answer)
+    return answer
+
+
 def main():
-    if len(sys.argv) not in (3, 4):
-        sys.exit(__doc__ or "usage: ab_tight.py OLD_CHECKOUT NEW_CHECKOUT [ROUNDS]")
-    rounds = int(sys.argv[3]) if len(sys.argv) == 4 else 30
+    if not 3 <= len(sys.argv) <= 6:
+        sys.exit("usage: ab_tight.py OLD_CHECKOUT NEW_CHECKOUT [ROUNDS] [WORKLOAD [OPS]]")
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 30
+    workload = sys.argv[4] if len(sys.argv) > 4 else "pair64-tight"
+    ops = sys.argv[5] if len(sys.argv) > 5 else "2000000"
     children = {"old": start(sys.argv[1]), "new": start(sys.argv[2])}
+    for child in children.values():
+        ask(child, f"warm {workload} {ops}")
     samples = {"old": [], "new": []}
     for i in range(rounds):
         for name in (("old", "new") if i % 2 == 0 else ("new", "old")):
-            child = children[name]
-            child.stdin.write("run\n")
-            child.stdin.flush()
-            samples[name].append(float(child.stdout.readline()))
+            samples[name].append(float(ask(children[name], f"run {workload} {ops}")))
     for child in children.values():
         child.stdin.close()
         child.wait()
     for name, values in samples.items():
-        print(f"{name}: median {statistics.median(values):.2f} ns per pair (min {min(values):.2f}, max {max(values):.2f})")
-    print(f"new/old {statistics.median(samples['new']) / statistics.median(samples['old']):.3f}")
+        print(f"{workload} {name}: median {statistics.median(values):.2f} ns per op (min {min(values):.2f}, max {max(values):.2f})")
+    print(f"{workload} new/old {statistics.median(samples['new']) / statistics.median(samples['old']):.3f}")
 
 
-if __name__ == "__main__":
-    main()
+main()
