@@ -14,32 +14,22 @@ internal static unsafe class ProcessRootScenarios
     {
         Kmemleak.Write("minage=0");
         Kmemleak.Write("unref_scans=1");
-        try
+        return Check.Outcome(name switch
         {
-            switch (name)
-            {
-                case "roots-defaults": Process_roots_are_on_by_default_here_and_report_what_they_read(); break;
-                case "roots-field": A_field_of_a_live_managed_object_keeps_its_block_until_the_field_is_cleared(); break;
-                case "roots-native": Memory_from_another_native_heap_keeps_its_target_alive(); break;
-                case "roots-stack": A_local_on_a_live_threads_stack_is_a_root_with_stack_on_and_not_with_stack_off(); break;
-                case "roots-mapping-churn": Scans_complete_while_another_thread_maps_unmaps_and_protects_memory(); break;
-                case "roots-self": The_detectors_own_bookkeeping_never_makes_a_leak_look_referenced(); break;
-                case "roots-mutation": A_structure_mutated_by_other_threads_through_200_scans_is_never_reported_with_default_settings(); break;
-                case "roots-idle": Idle(); break;
-                case "roots-foreign-unmapped": Registered_foreign_memory_unmapped_behind_the_detectors_back_is_skipped(); break;
-                case "roots-read-after-protect": Read_survives_a_reported_foreign_object_made_inaccessible(); break;
-                case "roots-caller-register": A_pointer_the_caller_keeps_across_scans_is_never_reported(); break;
-                case "roots-running-thread": A_running_threads_stack_is_known_for_stack_off(); break;
-                default: return 2;
-            }
-        }
-        catch (CheckFailed e)
-        {
-            Console.WriteLine("FAIL: " + e.Message);
-            return 1;
-        }
-        Console.WriteLine("ok");
-        return 0;
+            "roots-defaults" => Process_roots_are_on_by_default_here_and_report_what_they_read,
+            "roots-field" => A_field_of_a_live_managed_object_keeps_its_block_until_the_field_is_cleared,
+            "roots-native" => Memory_from_another_native_heap_keeps_its_target_alive,
+            "roots-stack" => A_local_on_a_live_threads_stack_is_a_root_with_stack_on_and_not_with_stack_off,
+            "roots-mapping-churn" => Scans_complete_while_another_thread_maps_unmaps_and_protects_memory,
+            "roots-self" => The_detectors_own_bookkeeping_never_makes_a_leak_look_referenced,
+            "roots-mutation" => A_structure_mutated_by_other_threads_through_200_scans_is_never_reported_with_default_settings,
+            "roots-idle" => Idle,
+            "roots-foreign-unmapped" => Registered_foreign_memory_unmapped_behind_the_detectors_back_is_skipped,
+            "roots-read-after-protect" => Read_survives_a_reported_foreign_object_made_inaccessible,
+            "roots-caller-register" => A_pointer_the_caller_keeps_across_scans_is_never_reported,
+            "roots-running-thread" => A_running_threads_stack_is_known_for_stack_off,
+            _ => null,
+        });
     }
 
     // The cost of a scan in a small idle process (for the benchmarks too): roots read, time, parts.
@@ -562,6 +552,24 @@ internal sealed class CheckFailed(string message) : Exception(message);
 
 internal static class Check
 {
+    /// <summary>Runs a scenario (null: unknown name, 2): "ok" and 0 when every check held, "FAIL: …" and 1 otherwise.</summary>
+    public static int Outcome(Action? scenario)
+    {
+        if (scenario is null)
+            return 2;
+        try
+        {
+            scenario();
+        }
+        catch (CheckFailed e)
+        {
+            Console.WriteLine("FAIL: " + e.Message);
+            return 1;
+        }
+        Console.WriteLine("ok");
+        return 0;
+    }
+
     public static void True(bool condition, string message = "expected true")
     {
         if (!condition)

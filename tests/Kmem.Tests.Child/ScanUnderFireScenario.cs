@@ -11,25 +11,12 @@ internal static unsafe class ScanUnderFireScenario
     private const int Scans = 30;
     private const int Slots = 1 << 15;
 
-    public static int Run(string name)
+    public static int Run(string name) => Check.Outcome(name switch
     {
-        try
-        {
-            switch (name)
-            {
-                case "fire-scan": ScanUnderFire(); break;
-                case "fire-find-roots": FindRootReferencesOfNothing(); break;
-                default: return 2;
-            }
-        }
-        catch (CheckFailed e)
-        {
-            Console.WriteLine("FAIL: " + e.Message);
-            return 1;
-        }
-        Console.WriteLine("ok");
-        return 0;
-    }
+        "fire-scan" => ScanUnderFire,
+        "fire-find-roots" => FindRootReferencesOfNothing,
+        _ => null,
+    });
 
     [DllImport("libc", SetLastError = true)]
     private static extern nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);

@@ -80,24 +80,12 @@ public sealed class ReliabilityGlobalTests
     [Fact]
     public void A_twenty_second_stress_run_finds_no_corruption_no_false_leak_and_a_clean_heap()
     {
-        (int code, string stdout, string stderr) = RunTool("stress", "--seconds", "20", "--threads", "2", "--seed", "9", "--fail-nowait", "13", "--fail-pages", "7");
+        (int code, string stdout, string stderr) = ToolTests.RunTool(300_000, "stress", "--seconds", "20", "--threads", "2", "--seed", "9", "--fail-nowait", "13", "--fail-pages", "7");
         Assert.True(code == 0, $"exit {code}\n{stdout}\n{stderr}");
         Assert.Contains("corruptions found: 0", stdout);
         Assert.Contains("false leak reports (reachable objects): 0", stdout);
         Assert.Matches(@"Heap.Verify: [3-9]\d* runs, 0 problem\(s\)", stdout);
         Assert.Matches(@"injected failures survived: [1-9][\d,]* NoWait, [1-9][\d,]* page requests", stdout);
         Assert.Contains("stress: PASS", stdout);
-    }
-
-    private static (int Code, string Out, string Err) RunTool(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dotnet-kmem.dll"));
-        foreach (string a in args)
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        Task<string> o = p.StandardOutput.ReadToEndAsync(), e = p.StandardError.ReadToEndAsync();
-        Assert.True(p.WaitForExit(300_000), "the stress run did not finish");
-        return (p.ExitCode, o.Result, e.Result);
     }
 }

@@ -41,7 +41,10 @@ public sealed class ToolTests : IDisposable
         return Process.Start(psi)!;
     }
 
-    private static (int Code, string Out, string Err) Tool(params string[] args)
+    private static (int Code, string Out, string Err) Tool(params string[] args) => RunTool(60_000, args);
+
+    /// <summary>Runs dotnet-kmem with <paramref name="args"/>; fails the test when it takes longer than the timeout.</summary>
+    internal static (int Code, string Out, string Err) RunTool(int timeoutMs, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dotnet-kmem.dll"));
@@ -49,7 +52,7 @@ public sealed class ToolTests : IDisposable
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         Task<string> o = p.StandardOutput.ReadToEndAsync(), e = p.StandardError.ReadToEndAsync();
-        Assert.True(p.WaitForExit(60_000), "dotnet-kmem did not finish");
+        Assert.True(p.WaitForExit(timeoutMs), "dotnet-kmem did not finish");
         return (p.ExitCode, o.Result, e.Result);
     }
 
