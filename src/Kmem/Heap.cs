@@ -240,20 +240,12 @@ public static unsafe partial class Heap
     private static void* NoPages(MallocType type, TypeSlot* ts, long bytes, MallocFlags flags, nuint size, uint site)
     {
         TypeAccounting.Refund(type, ts, bytes);
-        bool injected = FaultInjection.TakeInjected();
         if ((flags & (MallocFlags.NoWait | MallocFlags.CanFail)) != 0)
             return null;
-        if (FaultInjection.BeginRetry(injected))
-        {
-            try
-            {
-                return size <= SizeClasses.MaxSmall ? AllocSmall(size, type, flags, site) : AllocLarge(size, type, flags, site);
-            }
-            finally
-            {
-                FaultInjection.EndRetry();
-            }
-        }
+        if (FaultInjection.RetryIfInjected(
+                () => (nint)(size <= SizeClasses.MaxSmall ? AllocSmall(size, type, flags, site) : AllocLarge(size, type, flags, site)),
+                out nint again))
+            return (void*)again;
         Panic.Raise("malloc: out of space in kmem_map");
         return null;
     }

@@ -22,9 +22,24 @@ public sealed class ReliabilityTests
         Assert.Matches(@"free-list cycle: \d+\n  a thread's bin of size 48 reaches 0x[0-9a-f]+ a second time", o);
         Assert.Matches(@"record of a freed block: 1\n  the leak detector tracks Large object 0x[0-9a-f]+ \(rel-a\), which is not allocated", o);
         Assert.Matches(@"page-map tail: 1\n  unit \d+ should be a LargeTail of unit \d+", o);
+        Assert.Matches(@"flat class byte: 1\n  unit \d+: the flat slab-class byte says class \d+ but the page map says Slab", o);
         Assert.Matches(@"write after free: 1\n  block 0x[0-9a-f]+ of size 160 was written after free", o);
         Assert.Matches(@"redzone overrun: 1\n  redzoned block 0x[0-9a-f]+ of size 160 \(type rel-diag\) has 0 byte\(s\) changed before it and 1 after it", o);
         Assert.Contains("stats: 0 0 0 0", o);
+    }
+
+    [Fact]
+    public void New_slabs_and_their_side_tables_and_scan_bitmaps_add_almost_no_kernel_mappings()
+    {
+        // Linux allows 65,530 mappings per process: metadata committed piece by piece would run out of them long before
+        // the memory does (958 new mappings for these 96 slabs when each column was committed on its own).
+        if (!OperatingSystem.IsLinux())
+            return;
+        var (code, stdout, stderr) = ChildProcess.Run("rel-mappings");
+        Assert.True(code == 0, $"exit {code}\n{stdout}\n{stderr}");
+        var m = System.Text.RegularExpressions.Regex.Match(stdout, @"new mappings: (-?\d+)");
+        Assert.True(m.Success, stdout);
+        Assert.True(int.Parse(m.Groups[1].Value) < 24, stdout);
     }
 
     [Fact]
@@ -84,7 +99,8 @@ public sealed class ReliabilityGlobalTests
         Assert.True(code == 0, $"exit {code}\n{stdout}\n{stderr}");
         Assert.Contains("corruptions found: 0", stdout);
         Assert.Contains("false leak reports (reachable objects): 0", stdout);
-        Assert.Matches(@"Heap.Verify: [3-9]\d* runs, 0 problem\(s\)", stdout);
+        var verify = System.Text.RegularExpressions.Regex.Match(stdout, @"Heap.Verify: (\d+) runs, 0 problem\(s\)");
+        Assert.True(verify.Success && int.Parse(verify.Groups[1].Value) >= 3, stdout); // checkpoints, end, after freeing
         Assert.Matches(@"injected failures survived: [1-9][\d,]* NoWait, [1-9][\d,]* page requests", stdout);
         Assert.Contains("stress: PASS", stdout);
     }

@@ -39,7 +39,7 @@ internal static class ChildProcess
             psi.Environment[k] = v;
         using var process = Process.Start(psi)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync(), stderr = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(60_000), "child did not finish");
+        Assert.True(process.WaitForExit(240_000), "child did not finish");
         return (process.ExitCode, stdout.Result, stderr.Result);
     }
 }

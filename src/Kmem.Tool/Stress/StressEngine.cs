@@ -242,55 +242,61 @@ public static unsafe class StressEngine
     // The bytes of a block of `size` the pattern covers from `from` on: all of it up to DenseLimit; above, the first 4 KiB
     // and the first 64 bytes of every later page. The ranges of a smaller size are a subset of a larger one's.
     // `sparse`: the pattern was written for a size above DenseLimit (a block that shrank in place keeps that layout).
-    private static void ForEachRange(nuint from, nuint size, bool sparse, Func<nuint, nuint, bool> visit)
+    // A struct walked in place: a delegate over the ranges would keep the block's address in a closure on the GC heap.
+    private struct Ranges(nuint from, nuint size, bool sparse)
     {
-        if (!sparse)
+        private nuint _next = nuint.MaxValue; // MaxValue: the first range is still to come
+        public nuint Lo, Hi;
+
+        public bool Next()
         {
-            visit(from, size);
-            return;
+            if (_next == nuint.MaxValue)
+            {
+                (Lo, Hi) = (from, sparse ? Math.Min(size, 4096) : size);
+                _next = sparse ? 4096 : size;
+                return true;
+            }
+            if (_next >= size)
+                return false;
+            (Lo, Hi) = (_next, Math.Min(size, _next + 64));
+            _next += 4096;
+            return true;
         }
-        if (!visit(from, Math.Min(size, 4096)))
-            return;
-        for (nuint q = 4096; q < size; q += 4096)
-            if (!visit(q, Math.Min(size, q + 64)))
-                return;
     }
 
     private static void Fill(byte* p, nuint from, nuint size, uint tag)
     {
-        ForEachRange(from, size, size > DenseLimit, (lo, hi) =>
+        for (var r = new Ranges(from, size, size > DenseLimit); r.Next();)
         {
-            nuint j = lo;
-            for (; j < hi && (j & 7) != 0; j++)
+            nuint j = r.Lo;
+            for (; j < r.Hi && (j & 7) != 0; j++)
                 p[j] = PatternByte(tag, j);
-            for (; j + 8 <= hi; j += 8)
+            for (; j + 8 <= r.Hi; j += 8)
                 *(ulong*)(p + j) = Word(tag, j >> 3);
-            for (; j < hi; j++)
+            for (; j < r.Hi; j++)
                 p[j] = PatternByte(tag, j);
-            return true;
-        });
+        }
     }
 
     // The first offset whose byte differs from the pattern, or -1.
     private static long Check(byte* p, nuint from, nuint size, uint tag, bool sparse)
     {
-        long bad = -1;
-        ForEachRange(from, size, sparse, (lo, hi) =>
+        for (var r = new Ranges(from, size, sparse); r.Next();)
         {
-            nuint j = lo;
-            for (; j < hi && (j & 7) != 0; j++)
-                if (p[j] != PatternByte(tag, j)) { bad = (long)j; return false; }
-            for (; j + 8 <= hi; j += 8)
-                if (*(ulong*)(p + j) != Word(tag, j >> 3)) { bad = (long)j; return false; }
-            for (; j < hi; j++)
-                if (p[j] != PatternByte(tag, j)) { bad = (long)j; return false; }
-            return true;
-        });
-        if (bad >= 0)
-        {
-            for (nuint j = (nuint)bad; ; j++)
-                if (p[j] != PatternByte(tag, j))
-                    return (long)j;
+            nuint j = r.Lo;
+            bool bad = false;
+            for (; !bad && j < r.Hi && (j & 7) != 0; j++)
+                bad = p[j] != PatternByte(tag, j);
+            for (; !bad && j + 8 <= r.Hi; j += 8)
+                bad = *(ulong*)(p + j) != Word(tag, j >> 3);
+            for (; !bad && j < r.Hi; j++)
+                bad = p[j] != PatternByte(tag, j);
+            if (!bad)
+                continue;
+            // The loops stop one step past the bad byte or word: find the first byte that differs from the word's start.
+            for (nuint k = (j - 1) & ~(nuint)7; ; k++)
+                if (k >= r.Lo && p[k] != PatternByte(tag, k))
+                    return (long)k;
         }
         return -1;
     }

@@ -218,9 +218,10 @@ public static unsafe partial class Heap
     /// sizes and counts, large blocks, per-CPU chunks, vmalloc areas, guard-page blocks, and the leak detector's records
     /// (each matches a live allocation; no record of a freed one). Returns the problems found; empty means healthy.
     /// <para>Exact when no other thread allocates or frees during the call (the caller's responsibility, as for exact
-    /// <c>vmstat -m</c> figures). Each shared structure is read under its own lock, and Verify only reads, so it is safe
-    /// at any time; but with other threads running it still walks their private bins and statistics slots as they
-    /// change, and may report mismatches that a call at a quiet moment would not.</para>
+    /// <c>vmstat -m</c> figures). Each shared structure is read under its own lock and nothing is changed but what a
+    /// statistics fold changes (as <see cref="TypeStats"/>), so it is safe at any time; but with other threads running
+    /// it still walks their private bins and statistics slots as they change, and may report mismatches that a call at
+    /// a quiet moment would not.</para>
     /// </summary>
     public static IReadOnlyList<string> Verify() => HeapVerifier.Run().Problems;
 

@@ -62,7 +62,14 @@ internal static unsafe class HeapVerifier
             (LeakRecord[] kmemRecords, LeakRecord[] guardRecords) = LeakTracking.SnapshotForVerify();
             (HashSet<nuint> withdrawnLinks, long[] cutBudget) = WithdrawnBlocks.Snapshot();
             var quarantine = new List<QuarantineEntry>();
-            Quarantine.ForEach(quarantine.Add);
+            // Poison is checked under the quarantine's lock: a block that left it after the snapshot may be in use again.
+            var poisonChanged = new HashSet<nuint>(); // links (offsets + 1), never addresses
+            Quarantine.ForEach(e =>
+            {
+                quarantine.Add(e);
+                if (Heap.PoisonChanged(e, "verify: "))
+                    poisonChanged.Add(e.Link);
+            });
             foreach (LeakRecord r in kmemRecords)
                 _recordsByKey[r.Key] = r;
 
@@ -80,9 +87,9 @@ internal static unsafe class HeapVerifier
             CheckPerCpu(chunks);
             CheckGuarded(guarded, guardRecords);
 
-            // Everything that moves blocks between threads' bins and the depots, or folds a dead thread's cache, holds
-            // this lock: while it is held here, no block changes hands between the lists walked below except by the
-            // owning threads' own bins (the caller's quiet moment).
+            // Folding a dead thread's cache holds this lock, so none is folded during the walk. Live threads move batches
+            // between their bins and the depots under the depots' locks only: the walk is exact at the caller's quiet
+            // moment, as the documentation says.
             lock (ThreadCaches.Lock)
             {
                 var carve = new ClassDepot.View[SizeClasses.Count];
@@ -104,7 +111,7 @@ internal static unsafe class HeapVerifier
                         WalkList(bin->Spare, bin->SpareCount, c, "a thread's spare batch");
                     }
                 }
-                CheckQuarantine(quarantine);
+                CheckQuarantine(quarantine, poisonChanged);
                 CheckSlabs(carve, withdrawnLinks, cutBudget);
                 CheckTypes();
             }
@@ -211,7 +218,7 @@ internal static unsafe class HeapVerifier
             WalkList(v.LooseHead, v.LooseCount, cls, "the depot's loose list");
         }
 
-        private void CheckQuarantine(List<QuarantineEntry> entries)
+        private void CheckQuarantine(List<QuarantineEntry> entries, HashSet<nuint> poisonChanged)
         {
             var perClass = new long[SizeClasses.Count];
             foreach (QuarantineEntry e in entries)
@@ -235,7 +242,7 @@ internal static unsafe class HeapVerifier
                 _quarantined++;
                 if (SlabMeta.Owner(SlabMeta.Of(unit), slot) != 0)
                     Problem($"block {Addr(off)} of size {SizeClasses.SizeOf(e.Class)} is in the quarantine but allocated");
-                else if (Heap.PoisonChanged(e, "verify: "))
+                else if (poisonChanged.Contains(e.Link))
                     Problem($"block {Addr(off)} of size {SizeClasses.SizeOf(e.Class)} was written after free (its poison changed in the quarantine)");
             }
             for (int c = 0; c < SizeClasses.Count; c++)
@@ -337,6 +344,9 @@ internal static unsafe class HeapVerifier
                     continue;
                 }
                 UnitKind kind = e->Kind;
+                int flat = PageMap.SlabClassPlusOne((nuint)u << KmemMap.UnitShift);
+                if (flat != (kind == UnitKind.Slab ? e->Class + 1 : 0))
+                    Problem($"unit {u}: the flat slab-class byte says class {flat - 1} but the page map says {kind} (class {e->Class})");
                 if (tailsLeft > 0)
                 {
                     tailsLeft--;

@@ -79,16 +79,17 @@ public static unsafe class Kmemleak
             return;
         if (size == 0 || (nuint)ptr + size < (nuint)ptr)
             throw new ArgumentOutOfRangeException(nameof(size), size, "the object must have a size and not wrap around");
+        LeakRecord r = NewRecord(RecordKind.Foreign, ~(nuint)ptr, size, minCount, member, file, line); // before the lock
         lock (LeakTracking.Lock)
         {
+            // The test and the insertion under one lock: two overlapping registrations cannot both get in.
             nuint start = (nuint)ptr, end = start + size;
             bool overlapsKmem = KmemMap.IsStarted && start < (nuint)KmemMap.Base + KmemMap.Size && end > (nuint)KmemMap.Base;
             bool overlapsForeign = LeakTracking.OverlapsAny(LeakTracking.ForeignRecords, start, end);
             if (overlapsKmem || overlapsForeign)
                 throw new ArgumentException($"Cannot insert 0x{start:x} into the object search tree (overlaps existing)", nameof(ptr));
+            LeakTracking.Add(r);
         }
-        LeakRecord r = NewRecord(RecordKind.Foreign, ~(nuint)ptr, size, minCount, member, file, line);
-        LeakTracking.Add(r);
     }
 
     /// <summary>kmemleak_alloc_percpu: tracks a per-CPU object again after <see cref="FreePercpu"/> untracked it.</summary>
@@ -229,10 +230,13 @@ public static unsafe class Kmemleak
             return;
         if (size == 0 || phys + size < phys)
             throw new ArgumentOutOfRangeException(nameof(size), size, "the object must have a size and not wrap around");
+        LeakRecord r = NewRecord(RecordKind.Phys, ~(nuint)phys, size, minCount, member, file, line);
         lock (LeakTracking.Lock)
+        {
             if (LeakTracking.OverlapsAny(LeakTracking.PhysRecords, (nuint)phys, (nuint)(phys + size)))
                 throw new ArgumentException($"Cannot insert 0x{phys:x} into the object search tree (overlaps existing)", nameof(phys));
-        LeakTracking.Add(NewRecord(RecordKind.Phys, ~(nuint)phys, size, minCount, member, file, line));
+            LeakTracking.Add(r);
+        }
     }
 
     /// <summary>kmemleak_free_part_phys.</summary>

@@ -338,17 +338,12 @@ internal static unsafe class LeakScanner
     private static void Collect()
     {
         s_slabs = ClassDepot.AllSlabs();
-        // Bitmaps live in the side tables from scan to scan (a slab keeps its class for good): committed once per slab.
+        // Bitmaps live in the side tables from scan to scan (a slab keeps its class for good), committed with them when
+        // the slab was made; a slab made after this list was taken is not part of this scan.
         if (s_bitmapsReady.Length != KmemMap.UnitCount)
             s_bitmapsReady = new bool[KmemMap.UnitCount];
         foreach (uint unit in s_slabs)
-        {
-            if (s_bitmapsReady[unit])
-                continue;
-            if (!SlabMeta.CommitBitmaps(unit))
-                throw new OutOfMemoryException("kmemleak: cannot map the scan bitmaps of a slab");
             s_bitmapsReady[unit] = true;
-        }
         s_vmAreaIndex = Heap.VmAreaType.Index;
         var records = new List<LeakRecord>();
         lock (LeakTracking.Lock)
@@ -774,7 +769,8 @@ internal static unsafe class LeakScanner
         nuint off = v - (nuint)KmemMap.Base;
         int cls = PageMap.SlabClassPlusOne(off) - 1; // most references are to slab blocks: one byte says so
         UnitInfo* e = cls >= 0 ? null : PageMap.LookupOffset(off);
-        if (cls < 0 && e == null)
+        // A slab whose byte is not visible yet (its entry says Slab first) was made after this scan began: skip it.
+        if (cls < 0 && (e == null || e->Kind == UnitKind.Slab))
             return;
         switch (cls >= 0 ? UnitKind.Slab : e->Kind)
         {

@@ -57,6 +57,7 @@ internal static class FaultInjection
     /// <summary>Whether this page request fails: refused outright (FailNextPageRequests) or the n-th of the period.</summary>
     public static bool FailPageRequest()
     {
+        t_injected = false; // the mark describes this thread's last request only
         if (Volatile.Read(ref s_failPageRequests) > 0 && Interlocked.Decrement(ref s_failPageRequests) >= 0)
             return true;
         int every = Volatile.Read(ref s_pagesEvery);
@@ -73,16 +74,7 @@ internal static class FaultInjection
     {
         if (!FailPageRequest())
             return pages.Commit(start, bytes);
-        if (!BeginRetry(TakeInjected()))
-            return false;
-        try
-        {
-            return !FailPageRequest() && pages.Commit(start, bytes);
-        }
-        finally
-        {
-            EndRetry();
-        }
+        return RetryIfInjected(() => !FailPageRequest() && pages.Commit(start, bytes) ? 1 : 0, out nint committed) && committed != 0;
     }
 
     /// <summary>Whether this thread's last page refusal was injected by the period (and clears the mark).</summary>
@@ -94,17 +86,24 @@ internal static class FaultInjection
     }
 
     /// <summary>
-    /// For a caller that cannot fail (WaitOk): whether to run the allocation again, given whether its page request was
-    /// refused by injection (<see cref="TakeInjected"/>). Until <see cref="EndRetry"/> (which must follow a true answer)
-    /// the periodic injection spares this thread, so the retry meets only real refusals.
+    /// For a caller that cannot fail (WaitOk): when this thread's last page request was refused by the periodic
+    /// injection (transient by design), runs <paramref name="attempt"/> once more with the injection sparing this thread,
+    /// so the retry meets only real refusals, and returns true with its result. False (no retry) otherwise.
     /// </summary>
-    public static bool BeginRetry(bool injected)
+    public static bool RetryIfInjected(Func<nint> attempt, out nint result)
     {
-        if (!injected || t_retrying > 0)
+        result = 0;
+        if (!TakeInjected() || t_retrying > 0)
             return false;
         t_retrying++;
-        return true;
+        try
+        {
+            result = attempt();
+            return true;
+        }
+        finally
+        {
+            t_retrying--;
+        }
     }
-
-    public static void EndRetry() => t_retrying--;
 }

@@ -30,17 +30,9 @@ public static unsafe partial class Heap
         uint context = ThreadCaches.Context(tc, site);
         byte* p = PerCpuAllocator.Alloc(size, align, (ushort)type.Index, context);
         // A refusal injected by KMEM_FAIL_PAGES is transient: try again, as a WaitOk malloc does.
-        if (p == null && Pages.FaultInjection.BeginRetry(Pages.FaultInjection.TakeInjected()))
-        {
-            try
-            {
-                p = PerCpuAllocator.Alloc(size, align, (ushort)type.Index, context);
-            }
-            finally
-            {
-                Pages.FaultInjection.EndRetry();
-            }
-        }
+        if (p == null && Pages.FaultInjection.RetryIfInjected(
+                () => (nint)PerCpuAllocator.Alloc(size, align, (ushort)type.Index, context), out nint again))
+            p = (byte*)again;
         if (p == null)
         {
             TypeAccounting.Refund(type, ts, bytes);

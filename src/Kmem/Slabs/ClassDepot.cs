@@ -157,7 +157,7 @@ internal sealed unsafe class ClassDepot
         long unit = KmemMap.AllocUnits(1, KmemMap.UnitSize);
         if (unit < 0)
             return false;
-        if (!SlabMeta.CommitFor((uint)unit, _class))
+        if (!SlabMeta.CommitFor((uint)unit))
         {
             KmemMap.FreeUnits((uint)unit, 1, KmemMap.UnitSize);
             return false;

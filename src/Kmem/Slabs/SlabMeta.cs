@@ -1,7 +1,7 @@
 // Slabs/SlabMeta.cs — per-object side tables, struct of arrays per slab, in a region parallel to kmem_map. Per block:
 // a 16-bit owner (the type index; 0 = not allocated), a 32-bit allocation context (site and thread), and for the leak
 // detector a 32-bit birth stamp, a 32-bit checksum and a state byte: 15 bytes, plus three bits the leak scanner marks
-// with (gray, white, white again), committed only when a scan first meets the slab. No header.
+// with (gray, white, white again), committed with the rest of the slab's stride. No header.
 using System.Runtime.CompilerServices;
 using Kmem.Pages;
 using Kmem.Platform;
@@ -41,8 +41,8 @@ internal static unsafe class SlabMeta
         OwnRegions.Add(s_region, (nuint)unitCount * Stride);
     }
 
-    /// <summary>Commits the side tables a slab of <paramref name="cls"/> needs; false when the OS refuses.</summary>
-    public static bool CommitFor(uint unit, int cls)
+    /// <summary>Commits the side tables of a new slab; false when the OS refuses.</summary>
+    public static bool CommitFor(uint unit)
     {
         if (FaultInjection.FailPageRequest())
             return false; // the caller gives the unit back and fails as for no pages
@@ -50,19 +50,10 @@ internal static unsafe class SlabMeta
         // own split the reservation into about ten kernel mappings per slab, and Linux allows 65,530 per process, so a
         // few GiB of small blocks would have run out of mappings. Whole strides of neighbouring slabs merge into one
         // mapping. Pages nobody touches cost no memory (the crc column and the bitmaps until a scan, the columns past a
-        // large class's last block), so RSS stays what the columns in use need.
+        // large class's last block), so RSS stays what the columns in use need. The commit charge is the whole stride
+        // (268 KiB a slab): free under Linux's default overcommit (the reservation is MAP_NORESERVE), counted under strict
+        // overcommit and by Windows.
         return s_pages.Commit((nint)(s_region + (nuint)unit * Stride), Stride);
-    }
-
-    /// <summary>Commits the leak scanner's three bitmaps of a slab (already committed with its side tables: this makes
-    /// sure, and costs no new mapping); false when the OS refuses.</summary>
-    public static bool CommitBitmaps(uint unit)
-    {
-        byte* start = Of(unit) + BitmapsOffset;
-        nuint page = (nuint)KmemMap.PageSize;
-        nuint first = (nuint)start & ~(page - 1);
-        nuint end = ((nuint)start + ScanBitsPerBlock * BitmapBytes + page - 1) & ~(page - 1);
-        return FaultInjection.CommitMetadata(s_pages, (nint)first, end - first); // the scan's own metadata: retried
     }
 
     /// <summary>One of the leak scanner's bitmaps (0 gray, 1 white, 2 white again): a bit per block.</summary>
