@@ -57,7 +57,7 @@ public sealed class MallocType
 
     // The one field every thread writes (a CAS per chunk of credit) sits on a cache line of its own: beside the fields
     // the fast paths read on every call (Index, AllocGate, FreeKey, Chunk, Waiters) it made two threads working under one
-    // type slow each other down. A struct field is laid out after the object's other fields.
+    // type slow each other down. A cache line of padding on each side keeps it apart wherever the runtime places it.
     private PaddedLong _charged;
 
     // Counts of threads that ended, and the fold state (guarded by ThreadCaches.Lock).

@@ -38,28 +38,26 @@ internal static unsafe class TypeStatistics
     {
         long allocs, frees, net, rise = 0;
         ulong sizes;
+        allocs = t.RetiredAllocs;
+        frees = t.RetiredFrees;
+        net = t.RetiredNet;
+        sizes = t.RetiredSizes;
+        foreach (nint tc in ThreadCaches.LiveUnderLock)
         {
-            allocs = t.RetiredAllocs;
-            frees = t.RetiredFrees;
-            net = t.RetiredNet;
-            sizes = t.RetiredSizes;
-            foreach (nint tc in ThreadCaches.LiveUnderLock)
-            {
-                TypeSlot* s = ThreadCaches.Slot((byte*)tc, t.Index);
-                allocs += s->Allocs;
-                frees += s->Frees;
-                long credit = s->Credit;
-                long n = s->Charged - credit;
-                net += n;
-                sizes |= s->Sizes;
-                rise += Math.Max(0, s->Peak - s->NetAtFold);
-                s->NetAtFold = n;
-                s->LowCredit = credit;
-            }
-            // Exactly accounted types raise HighUse at every charge; the others get the bound from per-thread rises.
-            TypeAccounting.RaiseHighUse(t, Volatile.Read(ref t.Chunk) == 0 ? net : Math.Max(net, t.LastFoldTotal + rise));
-            t.LastFoldTotal = net;
+            TypeSlot* s = ThreadCaches.Slot((byte*)tc, t.Index);
+            allocs += s->Allocs;
+            frees += s->Frees;
+            long credit = s->Credit;
+            long n = s->Charged - credit;
+            net += n;
+            sizes |= s->Sizes;
+            rise += Math.Max(0, s->Peak - s->NetAtFold);
+            s->NetAtFold = n;
+            s->LowCredit = credit;
         }
+        // Exactly accounted types raise HighUse at every charge; the others get the bound from per-thread rises.
+        TypeAccounting.RaiseHighUse(t, Volatile.Read(ref t.Chunk) == 0 ? net : Math.Max(net, t.LastFoldTotal + rise));
+        t.LastFoldTotal = net;
         sizeBits = sizes;
         return new MallocTypeStats(t.ShortDesc, allocs - frees, net, Volatile.Read(ref t.HighUseBytes), t.Limit, allocs,
             Volatile.Read(ref t.LimitBlockCount), SizesOf(sizes));
