@@ -54,10 +54,7 @@ internal sealed class Results
             return;
         }
 
-        double[] sorted = [.. samples.Order()];
-        int mid = sorted.Length / 2;
-        double median = sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-        Rows.Add(new Row(workload, subject, median, sorted[0], sorted[^1], sorted.Length, unit));
+        Rows.Add(new Row(workload, subject, Quick.Timing.Median(samples), samples.Min(), samples.Max(), samples.Count, unit));
         if (!Workloads.Contains(workload))
         {
             Workloads.Add(workload);
