@@ -159,15 +159,6 @@ internal static unsafe class ProcessRootScenarios
         }
     }
 
-    [DllImport("libc", SetLastError = true)]
-    private static extern nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int mprotect(nint addr, nuint length, int prot);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int munmap(nint addr, nuint length);
-
     private static void Scans_complete_while_another_thread_maps_unmaps_and_protects_memory()
     {
         MallocType t = NewType();
@@ -184,14 +175,14 @@ internal static unsafe class ProcessRootScenarios
             while (!stop.IsSet)
             {
                 nuint len = (nuint)rnd.Next(1, 64) * 4096;
-                nint p = mmap(0, len, 3, 0x22 /* MAP_PRIVATE | MAP_ANONYMOUS */, -1, 0);
+                nint p = Libc.mmap(0, len, Libc.ProtReadWrite, Libc.MapPrivateAnonymous, -1, 0);
                 if (p == -1)
                     continue;
                 new Span<byte>((void*)p, (int)len).Fill(0x5a);
-                mprotect(p, len / 2, 0);              // half inaccessible
-                mprotect(p + (nint)(len / 2), len / 2, 1); // half read-only
-                mprotect(p, len, 3);
-                munmap(p, len);
+                Libc.mprotect(p, len / 2, Libc.ProtNone);          // half inaccessible
+                Libc.mprotect(p + (nint)(len / 2), len / 2, Libc.ProtRead); // half read-only
+                Libc.mprotect(p, len, Libc.ProtReadWrite);
+                Libc.munmap(p, len);
                 Interlocked.Increment(ref cycles);
             }
         }) { Name = "mapping churn" };
@@ -305,15 +296,15 @@ internal static unsafe class ProcessRootScenarios
     private static void Registered_foreign_memory_unmapped_behind_the_detectors_back_is_skipped()
     {
         MallocType t = NewType();
-        nuint mapC = ~(nuint)mmap(0, 8192, 3, 0x22, -1, 0);
+        nuint mapC = ~(nuint)Libc.mmap(0, 8192, Libc.ProtReadWrite, Libc.MapPrivateAnonymous, -1, 0);
         Check.True(mapC != 0, "mmap failed");
         Kmemleak.Alloc((void*)~mapC, 8192, 0); // a root
         nuint held = AllocInto(mapC, 5, t);
         Check.False(Reported(ScanTwice(), held), "held by registered foreign memory");
-        munmap((nint)~mapC, 4096);             // the first page goes, still registered
+        Libc.munmap((nint)~mapC, 4096);             // the first page goes, still registered
         Check.True(Reported(ScanTwice(), held), "its only holder is gone; referenced from "
             + string.Join("; ", Kmemleak.FindRootReferences((void*)~held)));
-        munmap((nint)~mapC + 4096, 4096);
+        Libc.munmap((nint)~mapC + 4096, 4096);
         Kmemleak.Free((void*)~mapC);
         Heap.Free((void*)~held, t);
     }
@@ -332,14 +323,14 @@ internal static unsafe class ProcessRootScenarios
     // reported object the program has since protected or unmapped costs its hex dump, not the process.
     private static void Read_survives_a_reported_foreign_object_made_inaccessible()
     {
-        nuint mapC = ~(nuint)mmap(0, 4096, 3, 0x22, -1, 0);
+        nuint mapC = ~(nuint)Libc.mmap(0, 4096, Libc.ProtReadWrite, Libc.MapPrivateAnonymous, -1, 0);
         Kmemleak.Alloc((void*)~mapC, 4096, 1); // must be referenced: nothing does
         Check.True(Reported(ScanTwice(), mapC), "the foreign object is a leak");
         Check.Contains($"unreferenced object 0x{~mapC:x} (size 4096):\n  comm", Kmemleak.Read());
-        mprotect((nint)~mapC, 4096, 0);
+        Libc.mprotect((nint)~mapC, 4096, Libc.ProtNone);
         string text = Kmemleak.Read();         // no hex dump now, and no crash
         Check.Contains($"unreferenced object 0x{~mapC:x} (size 4096)", text);
-        munmap((nint)~mapC, 4096);
+        Libc.munmap((nint)~mapC, 4096);
         text = Kmemleak.Read();
         Check.Contains($"unreferenced object 0x{~mapC:x} (size 4096)", text);
         Kmemleak.Free((void*)~mapC);

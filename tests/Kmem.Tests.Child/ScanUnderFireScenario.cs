@@ -18,17 +18,6 @@ internal static unsafe class ScanUnderFireScenario
         _ => null,
     });
 
-    [DllImport("libc", SetLastError = true)]
-    private static extern nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int mprotect(nint addr, nuint length, int prot);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int munmap(nint addr, nuint length);
-
-    private const int ProtNone = 0, ProtRead = 1, ProtReadWrite = 3, MapPrivateAnonymous = 0x22;
-
     private static void FindRootReferencesOfNothing()
     {
         void* foreign = NativeMemory.Alloc(64);
@@ -118,15 +107,15 @@ internal static unsafe class ScanUnderFireScenario
         while (!fire.Stop)
         {
             nuint len = (nuint)rnd.Next(1, 48) * 4096;
-            nint p = mmap(0, len, ProtReadWrite, MapPrivateAnonymous, -1, 0);
+            nint p = Libc.mmap(0, len, Libc.ProtReadWrite, Libc.MapPrivateAnonymous, -1, 0);
             if (p == -1)
                 continue;
             new Span<byte>((void*)p, (int)len).Fill(0x5a);
-            mprotect(p, len / 2, ProtNone);
-            mprotect(p + (nint)(len / 2), len - len / 2, ProtRead);
+            Libc.mprotect(p, len / 2, Libc.ProtNone);
+            Libc.mprotect(p + (nint)(len / 2), len - len / 2, Libc.ProtRead);
             Thread.Yield();
-            mprotect(p, len, ProtReadWrite);
-            munmap(p, len);
+            Libc.mprotect(p, len, Libc.ProtReadWrite);
+            Libc.munmap(p, len);
             Interlocked.Increment(ref fire.MapCycles);
         }
     }
