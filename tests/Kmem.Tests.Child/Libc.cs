@@ -1,4 +1,5 @@
-// Libc.cs — the child scenarios' own calls to mmap, mprotect and munmap (test code that maps memory behind Kmem's back).
+// Libc.cs — the child scenarios' own calls to mmap, mprotect and munmap (test code that maps memory behind Kmem's back),
+// and the one mapping cycle both churn scenarios repeat while scans run.
 using System.Runtime.InteropServices;
 
 internal static class Libc
@@ -13,4 +14,25 @@ internal static class Libc
 
     [DllImport("libc", SetLastError = true)]
     public static extern int munmap(nint addr, nuint length);
+
+    /// <summary>
+    /// One cycle of mapping churn: maps <paramref name="pages"/> pages, writes them, makes the first half inaccessible and
+    /// the second read-only (optionally yielding meanwhile, so a scan can meet them so), restores and unmaps them. False
+    /// when the mapping was refused.
+    /// </summary>
+    public static unsafe bool MapProtectUnmap(int pages, bool yieldWhileProtected = false)
+    {
+        nuint len = (nuint)pages * 4096, half = (nuint)(pages / 2) * 4096;
+        nint p = mmap(0, len, ProtReadWrite, MapPrivateAnonymous, -1, 0);
+        if (p == -1)
+            return false;
+        new Span<byte>((void*)p, (int)len).Fill(0x5a);
+        mprotect(p, half, ProtNone);
+        mprotect(p + (nint)half, len - half, ProtRead);
+        if (yieldWhileProtected)
+            Thread.Yield();
+        mprotect(p, len, ProtReadWrite);
+        munmap(p, len);
+        return true;
+    }
 }

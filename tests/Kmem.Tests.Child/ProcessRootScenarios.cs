@@ -173,18 +173,8 @@ internal static unsafe class ProcessRootScenarios
         {
             var rnd = new Random(5);
             while (!stop.IsSet)
-            {
-                nuint len = (nuint)rnd.Next(1, 64) * 4096;
-                nint p = Libc.mmap(0, len, Libc.ProtReadWrite, Libc.MapPrivateAnonymous, -1, 0);
-                if (p == -1)
-                    continue;
-                new Span<byte>((void*)p, (int)len).Fill(0x5a);
-                Libc.mprotect(p, len / 2, Libc.ProtNone);          // half inaccessible
-                Libc.mprotect(p + (nint)(len / 2), len / 2, Libc.ProtRead); // half read-only
-                Libc.mprotect(p, len, Libc.ProtReadWrite);
-                Libc.munmap(p, len);
-                Interlocked.Increment(ref cycles);
-            }
+                if (Libc.MapProtectUnmap(rnd.Next(1, 64)))
+                    Interlocked.Increment(ref cycles);
         }) { Name = "mapping churn" };
         churn.Start();
         try

@@ -105,19 +105,8 @@ internal static unsafe class ScanUnderFireScenario
     {
         var rnd = new Random(seed);
         while (!fire.Stop)
-        {
-            nuint len = (nuint)rnd.Next(1, 48) * 4096;
-            nint p = Libc.mmap(0, len, Libc.ProtReadWrite, Libc.MapPrivateAnonymous, -1, 0);
-            if (p == -1)
-                continue;
-            new Span<byte>((void*)p, (int)len).Fill(0x5a);
-            Libc.mprotect(p, len / 2, Libc.ProtNone);
-            Libc.mprotect(p + (nint)(len / 2), len - len / 2, Libc.ProtRead);
-            Thread.Yield();
-            Libc.mprotect(p, len, Libc.ProtReadWrite);
-            Libc.munmap(p, len);
-            Interlocked.Increment(ref fire.MapCycles);
-        }
+            if (Libc.MapProtectUnmap(rnd.Next(1, 48), yieldWhileProtected: true))
+                Interlocked.Increment(ref fire.MapCycles);
     }
 
     // Starts short-lived threads a few at a time: each allocates some blocks, keeps one in the root table, frees the
