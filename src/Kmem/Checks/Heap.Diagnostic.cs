@@ -101,8 +101,7 @@ public static unsafe partial class Heap
     private static bool IsBlockStartOf(nuint off, int cls, out ushort owner)
     {
         owner = 0;
-        UnitInfo* unit = off < KmemMap.Size ? PageMap.LookupOffset(off) : null;
-        if (unit == null || unit->Kind != UnitKind.Slab || unit->Class != cls)
+        if (off >= KmemMap.Size || PageMap.SlabClassPlusOne(off) != cls + 1) // the fast path's own test of a link
             return false;
         uint slot = SizeClasses.SlotOf(cls, off & KmemMap.UnitMask);
         if ((nuint)slot * SizeClasses.SizeOf(cls) != (off & KmemMap.UnitMask) || slot >= SizeClasses.BlocksPerSlab(cls))

@@ -78,7 +78,7 @@ internal static class FaultInjection
     }
 
     /// <summary>Whether this thread's last page refusal was injected by the period (and clears the mark).</summary>
-    public static bool TakeInjected()
+    private static bool TakeInjected()
     {
         bool injected = t_injected;
         t_injected = false;

@@ -145,25 +145,17 @@ internal static unsafe class PageMap
         return true;
     }
 
-    /// <summary>The entry for <paramref name="unit"/>, making its chunk's table if needed (allocator side, never the scanner).</summary>
+    /// <summary>The entry for <paramref name="unit"/>. Units handed out already have their chunk's table
+    /// (<see cref="EnsureTables"/>, in <see cref="KmemMap.AllocUnits"/>); for any other unit the table is made here.</summary>
     public static UnitInfo* Entry(uint unit)
     {
         uint chunk = unit / (uint)KmemMap.UnitsPerChunk;
         UnitInfo* l2 = s_level1[chunk];
         if (l2 == null)
         {
-            lock (s_lock)
-            {
-                l2 = s_level1[chunk];
-                if (l2 == null)
-                {
-                    byte* table = s_level2Region + chunk * ChunkTableBytes;
-                    if (!s_pages.Commit((nint)table, ChunkTableBytes))
-                        throw new OutOfMemoryException("Kmem: cannot map a page-map table.");
-                    l2 = (UnitInfo*)table;
-                    Volatile.Write(ref *(nint*)&s_level1[chunk], (nint)l2);
-                }
-            }
+            if (!EnsureTables(unit, 1))
+                throw new OutOfMemoryException("Kmem: cannot map a page-map table.");
+            l2 = s_level1[chunk];
         }
         return l2 + (unit % (uint)KmemMap.UnitsPerChunk);
     }
