@@ -313,8 +313,8 @@ internal static unsafe class ProcessRootScenarios
     // reported object the program has since protected or unmapped costs its hex dump, not the process.
     private static void Read_survives_a_reported_foreign_object_made_inaccessible()
     {
-        nuint mapC = ~(nuint)Libc.mmap(0, 4096, Libc.ProtReadWrite, Libc.MapPrivateAnonymous, -1, 0);
-        Kmemleak.Alloc((void*)~mapC, 4096, 1); // must be referenced: nothing does
+        nuint mapC = MapRegistered();
+        ScrubStack(); // the frames that had the address raw (the mmap call, the registration) are gone: no stale copy
         Check.True(Reported(ScanTwice(), mapC), "the foreign object is a leak");
         Check.Contains($"unreferenced object 0x{~mapC:x} (size 4096):\n  comm", Kmemleak.Read());
         Libc.mprotect((nint)~mapC, 4096, Libc.ProtNone);
@@ -324,6 +324,15 @@ internal static unsafe class ProcessRootScenarios
         text = Kmemleak.Read();
         Check.Contains($"unreferenced object 0x{~mapC:x} (size 4096)", text);
         Kmemleak.Free((void*)~mapC);
+    }
+
+    // A page of its own, registered with min_count 1 (nothing refers to it), returned complemented.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static nuint MapRegistered()
+    {
+        nint map = Libc.mmap(0, 4096, Libc.ProtReadWrite, Libc.MapPrivateAnonymous, -1, 0);
+        Kmemleak.Alloc((void*)map, 4096, 1);
+        return ~(nuint)map;
     }
 
     // A pointer a caller of Scan keeps only in a register (or a slot of its own frame) across the calls is a root: the

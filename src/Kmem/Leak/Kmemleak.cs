@@ -207,6 +207,7 @@ public static unsafe class Kmemleak
             else if (!LeakScanner.SlabAreas.TryGetValue(BlockStartOf(o.Value) - (nuint)KmemMap.Base, out areas!))
                 LeakScanner.SlabAreas[BlockStartOf(o.Value) - (nuint)KmemMap.Base] = areas = new();
             areas.Add((offset + FrontOf(o.Value), length)); // areas are kept relative to the block's start
+            LeakScanner.AreasChanged();
         }
     }
 
@@ -459,13 +460,17 @@ public static unsafe class Kmemleak
                 s_leaksFound = true;
                 KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmemleak: {outcome.NewLeaks} new suspected memory leaks (see Kmemleak.Read())");
             }
-            var sites = new Dictionary<uint, string>();
-            var reports = outcome.Unreferenced.Select(u => LeakReportFormatter.ToReport(u, start, sites)).ToList();
+            List<Unreferenced> found = outcome.Unreferenced; // never changed after the scan: the reports can be made later
+            IReadOnlyList<LeakReport> Reports(bool newOnly)
+            {
+                var sites = new Dictionary<uint, string>();
+                return found.Where(u => !newOnly || u.New).Select(u => LeakReportFormatter.ToReport(u, start, sites)).ToList();
+            }
             if (outcome.ProcessRootsFailure is { } why && why != s_rootsFailureSaid)
                 KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmemleak: cannot read the process roots ({why}); this scan used registered roots only");
             s_rootsFailureSaid = outcome.ProcessRootsFailure;
             s_lastStartMs = start;
-            return new LeakScanResult(reports, s_lastStats = new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
+            return new LeakScanResult(() => Reports(newOnly: false), () => Reports(newOnly: true), s_lastStats = new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
             {
                 GcTime = gcTime,
                 ProcessRoots = outcome.ProcessRootsRead,

@@ -79,18 +79,30 @@ public sealed record LeakScanStats(long Objects, long BytesScanned, TimeSpan Dur
 /// <summary>The result of <see cref="Kmemleak.Scan"/>.</summary>
 public sealed class LeakScanResult
 {
+    private readonly Lazy<IReadOnlyList<LeakReport>> _leaks;
+    private readonly Lazy<IReadOnlyList<LeakReport>> _newLeaks;
+
     internal LeakScanResult(IReadOnlyList<LeakReport> leaks, LeakScanStats stats)
     {
-        Leaks = leaks;
-        NewLeaks = leaks.Where(l => l.IsNew).ToList();
+        _leaks = new Lazy<IReadOnlyList<LeakReport>>(leaks);
+        _newLeaks = new Lazy<IReadOnlyList<LeakReport>>(() => leaks.Where(l => l.IsNew).ToList());
+        Stats = stats;
+    }
+
+    // The reports are made when first asked for (a scan that finds 100,000 leaks need not build 100,000 objects for a
+    // caller that only counts them); what they say was fixed when the scan ended.
+    internal LeakScanResult(Func<IReadOnlyList<LeakReport>> leaks, Func<IReadOnlyList<LeakReport>> newLeaks, LeakScanStats stats)
+    {
+        _leaks = new Lazy<IReadOnlyList<LeakReport>>(leaks);
+        _newLeaks = new Lazy<IReadOnlyList<LeakReport>>(() => _leaks.IsValueCreated ? _leaks.Value.Where(l => l.IsNew).ToList() : newLeaks());
         Stats = stats;
     }
 
     /// <summary>Every reported object that is unreferenced now, in allocation order.</summary>
-    public IReadOnlyList<LeakReport> Leaks { get; }
+    public IReadOnlyList<LeakReport> Leaks => _leaks.Value;
 
     /// <summary>Those reported for the first time by this scan.</summary>
-    public IReadOnlyList<LeakReport> NewLeaks { get; }
+    public IReadOnlyList<LeakReport> NewLeaks => _newLeaks.Value;
 
     public LeakScanStats Stats { get; }
 

@@ -7,6 +7,8 @@
 using System.Diagnostics;
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 using Kmem.Caches;
 using Kmem.Pages;
 using Kmem.Platform;
@@ -58,7 +60,7 @@ internal sealed class ScanOutcome
 /// <summary>How a scan finds its roots (besides registered ones).</summary>
 internal readonly record struct RootOptions(bool Process, bool Stacks, nuint CallerStackComplement);
 
-internal static unsafe class LeakScanner
+internal static unsafe partial class LeakScanner
 {
     private static readonly long s_start = Environment.TickCount64;
     public static long NowMs => Environment.TickCount64 - s_start;
@@ -157,7 +159,15 @@ internal static unsafe class LeakScanner
         }
         long tDecide = Stopwatch.GetTimestamp();
 
-        var found = new List<Unreferenced>();
+        // Room for every candidate at once: the list is large (a struct per leak) and growing it would copy it.
+        long candidates = recordWhite.Count;
+        foreach (uint unit in s_slabs)
+        {
+            ulong* white = Bits(unit, White);
+            for (int k = 0, words = Words(unit); k < words; k++)
+                candidates += BitOperations.PopCount(white[k]);
+        }
+        var found = new List<Unreferenced>((int)Math.Min(candidates, Array.MaxLength));
         int newLeaks = 0;
         long objects = 0;
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -202,7 +212,15 @@ internal static unsafe class LeakScanner
                 if (SlabMeta.Owner(meta, slot) == 0)
                     continue;
                 objects++;
-                Decide(new TrackedObject(null, unit, slot), (white[slot >> 6] & (1UL << (int)(slot & 63))) != 0);
+                if ((white[slot >> 6] & (1UL << (int)(slot & 63))) != 0)
+                {
+                    Decide(new TrackedObject(null, unit, slot), candidate: true);
+                    continue;
+                }
+                // Referenced (most blocks): Decide's non-candidate case inline, on the state byte alone.
+                ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, slot));
+                if ((state & LeakState.UnrefMask) != 0 && (state & (LeakState.Black | LeakState.Root)) == 0)
+                    state = LeakStates.WithUnref(state, 0);
             }
         }
         foreach (LeakRecord r in s_records)
@@ -212,7 +230,10 @@ internal static unsafe class LeakScanner
         }
         s_contexts = null;
         SortByBirth(found);
-        Classify(found);
+        if (!ReuseClassification(found))
+            Classify(found);
+        s_classified = found;
+        s_classifiedAreas = s_areasVersion;
         s_inScan = false;
         s_records = new();
         long tEnd = Stopwatch.GetTimestamp();
@@ -233,6 +254,33 @@ internal static unsafe class LeakScanner
             ClassifyTime = Stopwatch.GetElapsedTime(tDecide, tEnd),
             Passes = s_passes,
         };
+    }
+
+    // The previous scan's findings, classified, and the scan-area version they were classified with.
+    private static List<Unreferenced>? s_classified;
+    private static int s_classifiedAreas;
+    private static int s_areasVersion;
+
+    /// <summary>A scan area was added: what an object's words refer to may have changed.</summary>
+    public static void AreasChanged() => s_areasVersion++;
+
+    // Direct or indirect depends only on the found objects' words (with records' scan areas). When this scan found exactly
+    // the objects the previous one did, each with the checksum the previous one saw (an object whose contents changed
+    // is gray for a scan, so it would not be here), the previous classification still holds: kmemleak's steady state,
+    // the same leaks scan after scan. Anything else is classified afresh.
+    private static bool ReuseClassification(List<Unreferenced> found)
+    {
+        List<Unreferenced>? before = s_classified;
+        if (before is null || before.Count != found.Count || s_classifiedAreas != s_areasVersion)
+            return false;
+        Span<Unreferenced> now = CollectionsMarshal.AsSpan(found);
+        ReadOnlySpan<Unreferenced> then = CollectionsMarshal.AsSpan(before);
+        for (int i = 0; i < now.Length; i++)
+            if (now[i].Object != then[i].Object || now[i].Crc != then[i].Crc || now[i].Crc == LeakStates.NoCrc)
+                return false;
+        for (int i = 0; i < now.Length; i++)
+            now[i].Direct = then[i].Direct;
+        return true;
     }
 
     // Allocation order: the scan interval of birth, then thread, then the thread's sequence number (one packed key).
@@ -565,14 +613,62 @@ internal static unsafe class LeakScanner
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void Drain()
     {
+        // Records first (each is scanned on this thread), so that the slab blocks they gray are traced in one go.
         while (true)
         {
-            if (s_slabWork.TryPop(out ulong packed))
-                ScanSlab((uint)(~packed >> 32), (uint)~packed);
-            else if (s_recordWork.TryPop(out LeakRecord? r))
+            if (s_recordWork.TryPop(out LeakRecord? r))
                 ScanRecord(r);
-            else
+            else if (s_slabWork.Count == 0)
                 return;
+            else if (UseParallelMarking())
+                MarkSlabsInParallel();
+            else
+                DrainSlabs();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
+    private static void DrainSlabs()
+    {
+        // Gray blocks wait in a short FIFO after leaving the work list, their memory and side-table entries prefetched,
+        // so the loads that would miss overlap with scanning the blocks ahead of them (the order of marking does not
+        // change what is marked).
+        ulong* ahead = stackalloc ulong[PrefetchDepth];
+        int first = 0, count = 0;
+        while (true)
+        {
+            while (count < PrefetchDepth && s_slabWork.TryPop(out ulong next))
+            {
+                Prefetch(~next);
+                ahead[(first + count++) & (PrefetchDepth - 1)] = next;
+            }
+            if (count == 0)
+                return;
+            ulong packed = ~ahead[first];
+            first = (first + 1) & (PrefetchDepth - 1);
+            count--;
+            ScanSlab((uint)(packed >> 32), (uint)packed);
+        }
+    }
+
+    private const int PrefetchDepth = 16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Prefetch(ulong packed)
+    {
+        if (!Sse.IsSupported)
+            return;
+        uint unit = (uint)(packed >> 32), slot = (uint)packed;
+        byte* meta = SlabMeta.Of(unit);
+        Sse.Prefetch0(Unsafe.AsPointer(ref SlabMeta.Owner(meta, slot)));
+        Sse.Prefetch0(Unsafe.AsPointer(ref SlabMeta.Leak(meta, slot)));
+        int cls = PageMap.SlabClassPlusOne((nuint)unit << KmemMap.UnitShift) - 1;
+        if (cls >= 0)
+        {
+            byte* p = KmemMap.UnitAddress(unit) + (nuint)slot * SizeClasses.SizeOf(cls);
+            Sse.Prefetch0(p);
+            if (SizeClasses.SizeOf(cls) > 64)
+                Sse.Prefetch0(p + 64);
         }
     }
 
@@ -695,8 +791,8 @@ internal static unsafe class LeakScanner
     private static void ScanSlab(uint unit, uint slot)
     {
         byte* meta = SlabMeta.Of(unit);
-        if (SlabMeta.Owner(meta, slot) == 0 || ((LeakState)SlabMeta.Leak(meta, slot) & LeakState.NoScan) != 0)
-            return;
+        if (SlabMeta.Owner(meta, slot) == 0 || ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.NoScan | LeakState.Black)) != 0)
+            return; // a free slot, a block not to be scanned, or an ignored one (grayed by a reference: see ReferenceKmem)
         s_curUnit = unit;
         s_curSlot = slot;
         uint size = SizeClasses.SizeOf(PageMap.Entry(unit)->Class);
@@ -781,18 +877,20 @@ internal static unsafe class LeakScanner
                 uint slot = SizeClasses.SlotOf(ci, off & KmemMap.UnitMask);
                 if (slot >= ci->BlocksPerSlab || (unit == s_curUnit && slot == s_curSlot))
                     return; // past the slab's last block, or a block's reference to itself
-                byte* meta = SlabMeta.Of(unit);
-                ushort owner = SlabMeta.Owner(meta, slot);
-                if (owner == 0 || ((LeakState)SlabMeta.Leak(meta, slot) & LeakState.Black) != 0)
-                    return;
                 if (unit >= s_bitmapsReady.Length || !s_bitmapsReady[unit])
                     return; // a slab made after the scan started
+                // Only the gray bit is touched here (the bitmaps are dense and stay in cache). Whether the slot holds a
+                // live, scannable block is asked when the block is taken off the work list, after Drain's prefetch of
+                // its side-table entries: a gray bit on a free or black slot changes nothing (neither is ever white).
                 ref ulong w = ref Bits(unit, Gray)[slot >> 6];
                 ulong bit = 1UL << (int)(slot & 63);
                 if ((w & bit) != 0)
                 {
                     // excess_ref: a reference to a (gray) vmalloc descriptor counts for its area.
-                    if ((owner & Checks.Redzones.TypeMask) == s_vmAreaIndex)
+                    byte* meta = SlabMeta.Of(unit);
+                    ushort owner = SlabMeta.Owner(meta, slot);
+                    if (owner != 0 && (owner & Checks.Redzones.TypeMask) == s_vmAreaIndex
+                        && ((LeakState)SlabMeta.Leak(meta, slot) & LeakState.Black) == 0)
                         ReferenceArea(KmemMap.UnitAddress(unit) + (nuint)slot * ci->Size
                             + ((owner & Checks.Redzones.OwnerFlag) != 0 ? Checks.Redzones.Front : 0));
                     return;
@@ -858,6 +956,12 @@ internal static unsafe class LeakScanner
 
     private static uint Checksum(TrackedObject o)
     {
+        if (o.Record is null)
+        {
+            // A slab block (the common case, once per white block per scan): its whole slot, without a delegate.
+            uint size = SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
+            return Crc32C(LeakStates.NoCrc, KmemMap.UnitAddress(o.Unit) + (nuint)o.Slot * size, size);
+        }
         uint crc = LeakStates.NoCrc;
         bool any = false;
         ForEachRange(o, forChecksum: true, (p, n) =>

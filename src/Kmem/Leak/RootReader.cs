@@ -1,6 +1,6 @@
 // Leak/RootReader.cs — reads the process roots and keeps the words that may point at a tracked object. Memory Kmem does
 // not own is copied through the platform's fault-free read, a buffer at a time, and filtered with a vectorized range
-// check; the work is split into chunks shared by the calling thread and dedicated workers (one per extra core). What
+// check; the work is split into chunks shared by the lanes of ScanWorkers (the calling thread and one per extra core). What
 // is kept is complemented, and the buffers are Kmem's own memory, so nothing here is later mistaken for a reference.
 using System.Runtime.CompilerServices;
 using System.Numerics;
@@ -22,48 +22,34 @@ internal static unsafe class RootReader
     private const nuint ChunkBytes = 4 << 20;     // a unit of work
     private const nuint BufferBytes = 128 << 10;  // one read: stays in cache while it is filtered
 
-    private sealed class Worker
+    /// <summary>What one lane of <see cref="ScanWorkers"/> reads with and what it finds.</summary>
+    private sealed class Lane
     {
-        public byte* Buffer;
+        public byte* Buffer;                        // null: no buffer could be mapped, the lane reads nothing
         public readonly List<ulong> Found = new();   // ~word
         public long Bytes;
         public long Skipped;                        // bytes that could not be read (unmapped or protected meanwhile)
-        public int Tid;
-        public nuint StackComplement;
-        public readonly AutoResetEvent Go = new(false);
     }
 
-    private static readonly object s_lock = new();
-    private static Worker[] s_workers = Array.Empty<Worker>();
-    private static Worker? s_caller;
+    private static Lane[] s_lanes = Array.Empty<Lane>();
     private static RootRange[] s_chunks = Array.Empty<RootRange>();
     private static int s_nextChunk;
     private static WordFilter s_filter;
     private static IProcessMemory s_process = null!;
-    private static CountdownEvent? s_done;
-    private static Exception? s_failure;
-    private static bool s_workersTried;
+    private static readonly Action<int> s_readLane = ReadLane;
 
     /// <summary>The scanner's worker threads and a stack address of each (complemented), to keep their stacks out of the roots.</summary>
-    public static List<(int Tid, nuint StackComplement)> WorkerStacks()
-    {
-        EnsureWorkers();
-        var list = new List<(int, nuint)>();
-        foreach (Worker w in s_workers)
-            list.Add((w.Tid, w.StackComplement));
-        return list;
-    }
+    public static List<(int Tid, nuint StackComplement)> WorkerStacks() => ScanWorkers.Stacks();
 
     /// <summary>Reads <paramref name="roots"/> and adds every word that passes <paramref name="filter"/> (complemented) to
     /// <paramref name="found"/>. Returns the bytes read and the bytes that could not be read. Called under the scan lock.</summary>
     public static (long Bytes, long Skipped) Read(IProcessMemory process, List<RootRange> roots, WordFilter filter, List<ulong> found)
     {
-        EnsureWorkers();
-        Worker caller = Caller();
-        foreach (Worker w in s_workers.Append(caller))
+        EnsureLanes();
+        foreach (Lane l in s_lanes)
         {
-            w.Found.Clear(); // also after a failed read
-            w.Bytes = w.Skipped = 0;
+            l.Found.Clear(); // also after a failed read
+            l.Bytes = l.Skipped = 0;
         }
         var chunks = new List<RootRange>(roots.Count * 2);
         foreach (RootRange r in roots)
@@ -73,114 +59,82 @@ internal static unsafe class RootReader
         s_nextChunk = -1;
         s_filter = filter;
         s_process = process;
-        using (s_done = new CountdownEvent(s_workers.Length))
+        try
         {
-            foreach (Worker w in s_workers)
-                w.Go.Set();
-            try
-            {
-                Work(caller);
-            }
-            finally
-            {
-                s_done.Wait();
-            }
+            ScanWorkers.Run(s_readLane);
         }
-        s_done = null;
-        if (Interlocked.Exchange(ref s_failure, null) is { } failure)
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        finally
+        {
+            s_chunks = Array.Empty<RootRange>();
+        }
         long bytes = 0, skipped = 0;
-        foreach (Worker w in s_workers.Append(caller))
+        foreach (Lane l in s_lanes)
         {
-            found.AddRange(w.Found);
-            w.Found.Clear();
-            bytes += w.Bytes;
-            skipped += w.Skipped;
+            found.AddRange(l.Found);
+            l.Found.Clear();
+            bytes += l.Bytes;
+            skipped += l.Skipped;
         }
-        s_chunks = Array.Empty<RootRange>();
         return (bytes, skipped);
     }
 
-    private static void EnsureWorkers()
+    // A buffer per lane, made once. The calling thread's is required; a worker whose buffer cannot be mapped reads nothing.
+    private static void EnsureLanes()
     {
-        lock (s_lock)
+        if (s_lanes.Length == ScanWorkers.Lanes)
+            return;
+        var lanes = new Lane[ScanWorkers.Lanes];
+        for (int i = 0; i < lanes.Length; i++)
         {
-            if (s_workersTried)
-                return;
-            s_workersTried = true; // once: a process out of threads or memory gets fewer workers, not a retry per scan
-            var workers = new List<Worker>();
-            for (int i = 0, n = Math.Min(Environment.ProcessorCount - 1, 7); i < n; i++)
+            lanes[i] = i < s_lanes.Length ? s_lanes[i] : new Lane();
+            if (lanes[i].Buffer == null)
             {
                 try
                 {
-                    Worker w = NewWorker();
-                    var ready = new ManualResetEventSlim(); // never disposed: its thread signals it
-                    new Thread(() => WorkerLoop(w, ready)) { IsBackground = true, Name = "kmemleak-roots" }.Start();
-                    ready.Wait();
-                    workers.Add(w);
+                    lanes[i].Buffer = NewBuffer();
                 }
-                catch (Exception e) when (e is OutOfMemoryException or ThreadStartException)
+                catch (OutOfMemoryException) when (i > 0)
                 {
-                    KmemDiagnostics.Publish(KmemMessageKind.Warning,
-                        $"kmemleak: {workers.Count} root-scan worker thread(s) instead of {n}: {e.Message}");
-                    break;
+                    KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmemleak: root-scan lane {i} has no buffer and reads nothing");
                 }
             }
-            s_workers = workers.ToArray();
         }
+        s_lanes = lanes;
     }
 
     // The scanning thread's own buffer (it reads its share of the roots, foreign objects and diagnostics with it).
-    private static Worker Caller() => s_caller ??= NewWorker();
+    private static byte* CallerBuffer()
+    {
+        EnsureLanes();
+        return s_lanes[0].Buffer;
+    }
 
-    private static Worker NewWorker()
+    private static byte* NewBuffer()
     {
         IPageProvider pages = OsPages.Provider;
         nint p = pages.Reserve(BufferBytes);
         if (p == 0 || !FaultInjection.CommitMetadata(pages, p, BufferBytes))
             throw new OutOfMemoryException("kmemleak: cannot map a root-scan buffer");
         OwnRegions.Add((void*)p, BufferBytes);
-        return new Worker { Buffer = (byte*)p };
-    }
-
-    private static void WorkerLoop(Worker w, ManualResetEventSlim ready)
-    {
-        int marker = 0;
-        w.Tid = OsPages.Provider.CurrentThreadId();
-        w.StackComplement = ~(nuint)(&marker);
-        ready.Set();
-        while (true)
-        {
-            w.Go.WaitOne();
-            try
-            {
-                Work(w);
-            }
-            catch (Exception e)
-            {
-                s_failure = e; // rethrown on the scanning thread
-                s_nextChunk = int.MaxValue / 2;
-            }
-            finally
-            {
-                s_done!.Signal();
-            }
-        }
+        return (byte*)p;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
-    private static void Work(Worker w)
+    private static void ReadLane(int lane)
     {
+        Lane l = s_lanes[lane];
+        if (l.Buffer == null)
+            return;
         WordFilter f = s_filter;
-        while (true)
+        while (!ScanWorkers.Failed)
         {
             int i = Interlocked.Increment(ref s_nextChunk);
             if (i >= s_chunks.Length)
                 return;
-            w.Skipped += ReadRange(s_process, s_chunks[i], w.Buffer, (_, got) =>
+            l.Skipped += ReadRange(s_process, s_chunks[i], l.Buffer, (_, got) =>
             {
-                w.Bytes += (long)got;
-                Filter((ulong*)w.Buffer, got / 8, f, w.Found);
+                l.Bytes += (long)got;
+                Filter((ulong*)l.Buffer, got / 8, f, l.Found);
             });
         }
     }
@@ -230,7 +184,7 @@ internal static unsafe class RootReader
     /// cannot be read ends the visit. Called under the scan lock, never while roots are being read.</summary>
     internal static void Copy(IProcessMemory process, nuint startC, nuint length, LeakScanner.RangeVisitor visit)
     {
-        byte* buffer = Caller().Buffer;
+        byte* buffer = CallerBuffer();
         nuint start = ~startC, end = start + length;
         nuint at = start & ~(nuint)7;
         while (at < end)
@@ -252,7 +206,7 @@ internal static unsafe class RootReader
     /// (a diagnostic: why is this object referenced?).</summary>
     internal static List<nuint> Locate(IProcessMemory process, List<RootRange> roots, nuint targetC, nuint length)
     {
-        byte* buffer = Caller().Buffer;
+        byte* buffer = CallerBuffer();
         var where = new List<nuint>();
         foreach (RootRange r in roots)
         {

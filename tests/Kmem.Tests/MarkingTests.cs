@@ -1,0 +1,202 @@
+// MarkingTests.cs — the scan's fast paths give the answers of the plain ones: marking on every core against marking on
+// the scanning thread, the previous classification reused only when nothing it depends on changed, and reports made
+// when first read that still say what the scan found.
+using System.Runtime.InteropServices;
+using Kmem.Leak;
+using Xunit;
+
+namespace Kmem.Tests;
+
+[Collection(KmemleakCollection.Name)]
+public unsafe class MarkingTests
+{
+    public MarkingTests() => Leaks.Reset();
+
+    private static bool Reported(LeakScanResult r, void* p) => r.Leaks.Any(l => l.Address == (nuint)p);
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Serial_and_parallel_marking_report_the_same_objects(bool parallel)
+    {
+        var t = Types.New(test: parallel ? "marking-parallel" : "marking-serial");
+        using var root = new RootTable(1);
+        var blocks = new List<nint>();
+        nint Block(nuint size)
+        {
+            nint b = (nint)Heap.Malloc(size, t, MallocFlags.Zero);
+            blocks.Add(b);
+            return b;
+        }
+
+        // A tree of 3000 blocks reachable from the root table, with 20 leaked chains of 10 blocks allocated among its
+        // nodes, so that every slab holds both.
+        const int TreeSize = 3000;
+        var tree = new nint[TreeSize];
+        var chainHeads = new List<nint>();
+        for (int i = 0; i < TreeSize; i++)
+        {
+            tree[i] = Block(64);
+            if (i % 150 == 149)
+            {
+                nint head = Block(128), at = head;
+                for (int k = 1; k < 10; k++)
+                    at = *(nint*)at = Block(128);
+                chainHeads.Add(head);
+            }
+        }
+        for (int i = 0; i < TreeSize; i++)
+        {
+            if (2 * i + 1 < TreeSize)
+                ((nint*)tree[i])[0] = tree[2 * i + 1];
+            if (2 * i + 2 < TreeSize)
+                ((nint*)tree[i])[1] = tree[2 * i + 2];
+        }
+        root[0] = tree[0];
+
+        // A leaked cycle: one member is direct.
+        nint a = Block(64), b = Block(64), c = Block(64);
+        *(nint*)a = b;
+        *(nint*)b = c;
+        *(nint*)c = a;
+        // An ignored block is not scanned; a no-scan block (reached from the tree) is not either.
+        nint ignored = Block(64), behindIgnored = Block(64);
+        *(nint*)ignored = behindIgnored;
+        Kmemleak.Ignore((void*)ignored);
+        nint noScan = Block(64), behindNoScan = Block(64);
+        *(nint*)noScan = behindNoScan;
+        Kmemleak.NoScan((void*)noScan);
+        ((nint*)tree[5])[2] = noScan;
+        // Words the lanes leave to the serial path: a foreign object, a large block (by an interior pointer) and a
+        // vmalloc descriptor, each reached from a tree block, each holding what it keeps alive.
+        nint* foreign = (nint*)NativeMemory.AllocZeroed(64);
+        Kmemleak.Alloc(foreign, 64, 1);
+        ((nint*)tree[7])[2] = (nint)foreign;
+        foreign[0] = Block(64);
+        nint* large = (nint*)Heap.Malloc(64 << 10, t, MallocFlags.Zero);
+        ((nint*)tree[9])[2] = (nint)large + 100;
+        large[0] = Block(64);
+        void* area = Heap.Vmalloc(10_000, t), alone = Heap.Vmalloc(100, t);
+        ((nint*)tree[11])[2] = (nint)Heap.FindVmArea(area)!.Value.Descriptor;
+        // An interior pointer, and a block's pointer to itself (which does not keep it).
+        nint interior = Block(256);
+        ((nint*)tree[13])[2] = interior + 40;
+        nint self = Block(64);
+        *(nint*)self = self;
+
+        LeakScanner.ParallelMarkingOverride = parallel;
+        long rounds = LeakScanner.ParallelRounds;
+        try
+        {
+            LeakScanResult r = Leaks.ScanTwice();
+            Assert.Equal(parallel, LeakScanner.ParallelRounds > rounds);
+            List<LeakReport> ours = r.Of(t);
+            var expectedDirect = new HashSet<nuint>(chainHeads.Select(h => (nuint)h)) { (nuint)behindIgnored, (nuint)behindNoScan, (nuint)self, (nuint)alone };
+            Assert.Equal(20 * 10 + 3 + 4, ours.Count);
+            Assert.True(expectedDirect.SetEquals(ours.Where(l => l.Direct && l.Address != (nuint)a && l.Address != (nuint)b && l.Address != (nuint)c)
+                .Select(l => l.Address)));
+            Assert.Single(ours, l => l.Direct && (l.Address == (nuint)a || l.Address == (nuint)b || l.Address == (nuint)c));
+            foreach (nint n in tree)
+                Assert.False(Reported(r, (void*)n));
+            Assert.False(Reported(r, (void*)noScan));
+            Assert.False(Reported(r, (void*)ignored));
+            Assert.False(Reported(r, foreign));
+            Assert.False(Reported(r, (void*)foreign[0]));
+            Assert.False(Reported(r, large));
+            Assert.False(Reported(r, (void*)large[0]));
+            Assert.False(Reported(r, area));
+            Assert.False(Reported(r, (void*)interior));
+        }
+        finally
+        {
+            LeakScanner.ParallelMarkingOverride = null;
+            Kmemleak.Free(foreign);
+            NativeMemory.Free(foreign);
+            Heap.Free(large, t);
+            Heap.Vfree(area);
+            Heap.Vfree(alone);
+            foreach (nint p in blocks)
+                Heap.Free((void*)p, t);
+            Kmemleak.Write("clear");
+        }
+    }
+
+    [Fact]
+    public void A_steady_scan_keeps_the_classification_and_a_change_of_the_leaks_or_of_a_scan_area_redoes_it()
+    {
+        var t = Types.New();
+        // Two leaked chains of three blocks, and a leaked foreign object pointing at a fourth block.
+        nint* x = (nint*)Heap.Malloc(64, t, MallocFlags.Zero), x2 = (nint*)Heap.Malloc(64, t, MallocFlags.Zero),
+            x3 = (nint*)Heap.Malloc(64, t, MallocFlags.Zero);
+        nint* y = (nint*)Heap.Malloc(64, t, MallocFlags.Zero), y2 = (nint*)Heap.Malloc(64, t, MallocFlags.Zero),
+            y3 = (nint*)Heap.Malloc(64, t, MallocFlags.Zero);
+        x[0] = (nint)x2;
+        x2[0] = (nint)x3;
+        y[0] = (nint)y2;
+        y2[0] = (nint)y3;
+        nint* foreign = (nint*)NativeMemory.AllocZeroed(64);
+        void* held = Heap.Malloc(64, t, MallocFlags.Zero);
+        foreign[0] = (nint)held;
+        Kmemleak.Alloc(foreign, 64, 1);
+        try
+        {
+            LeakScanResult first = Leaks.ScanTwice();
+            bool Direct(LeakScanResult r, void* p) => r.Leaks.Single(l => l.Address == (nuint)p).Direct;
+            Assert.True(Direct(first, x) && !Direct(first, x2) && !Direct(first, x3));
+            Assert.True(Direct(first, foreign) && !Direct(first, held));
+
+            // Nothing changed: the same objects, the same classes (the previous classification is reused).
+            LeakScanResult steady = Kmemleak.Scan();
+            Assert.Equal(first.Leaks.Select(l => (l.Address, l.Direct)), steady.Leaks.Select(l => (l.Address, l.Direct)));
+
+            // A leak less: x2 is now the head of its chain.
+            Heap.Free(x, t);
+            LeakScanResult fewer = Kmemleak.Scan();
+            Assert.False(Reported(fewer, x));
+            Assert.True(Direct(fewer, x2) && !Direct(fewer, x3));
+            Assert.True(Direct(fewer, y) && !Direct(fewer, y2));
+
+            // The same leaks, but the foreign object's scan area leaves out its pointer: held has no referrer left.
+            Kmemleak.ScanArea(foreign + 1, 8);
+            LeakScanResult narrowed = Kmemleak.Scan();
+            Assert.Equal(fewer.Leaks.Select(l => l.Address), narrowed.Leaks.Select(l => l.Address));
+            Assert.True(Direct(narrowed, held));
+        }
+        finally
+        {
+            Kmemleak.Free(foreign);
+            NativeMemory.Free(foreign);
+            foreach (nint* p in new[] { x2, x3, y, y2, y3, (nint*)held })
+                Heap.Free(p, t);
+            Kmemleak.Write("clear");
+        }
+    }
+
+    [Fact]
+    public void Reports_are_made_when_read_and_say_what_the_scan_found()
+    {
+        var t = Types.New();
+        void* first = Heap.Malloc(64, t), second = Heap.Malloc(64, t);
+        Kmemleak.Scan(); // primes the checksums
+        LeakScanResult r = Kmemleak.Scan();
+        Heap.Free(first, t); // after the scan, before its reports are read
+        try
+        {
+            IReadOnlyList<LeakReport> fresh = r.NewLeaks; // read before Leaks
+            Assert.True(Reported(r, first));
+            Assert.True(Reported(r, second));
+            Assert.Equal(r.Leaks.Where(l => l.IsNew).Select(l => l.Address), fresh.Select(l => l.Address));
+            Assert.Contains(fresh, l => l.Address == (nuint)first && l.Type == t.ShortDesc && l.Size == 64);
+            Assert.Same(r.Leaks, r.Leaks);
+            // What is left now is Current's business: the freed block is gone from it.
+            LeakScanResult now = Kmemleak.Current();
+            Assert.False(Reported(now, first));
+            Assert.True(Reported(now, second));
+        }
+        finally
+        {
+            Heap.Free(second, t);
+            Kmemleak.Write("clear");
+        }
+    }
+}
