@@ -31,10 +31,36 @@ public static unsafe partial class Heap
     {
         // One test covers a bad type, unknown flags and a type some DIAGNOSTIC check applies to (its AllocGate).
         if (type is null || type.AllocGate != 0 || (flags & ~KnownFlags) != 0)
-            return MallocChecked(size, type, flags, member, file, line);
+            return MallocChecked(size, type, flags, CallSites.Intern(member, file, line));
         uint site = CallSites.Intern(member, file, line);
         return size <= SizeClasses.MaxSmall ? AllocSmall(size, type, flags, site) : AllocLarge(size, type, flags, site);
     }
+
+    /// <summary>
+    /// A handle on this thread's cache for <paramref name="type"/>, for a run of <see cref="MallocBatch.Malloc"/> and
+    /// <see cref="MallocBatch.Free"/> calls that skip the per-call lookups (the thread's cache, the call site). Its blocks
+    /// are ordinary blocks of the type, attributed to the caller of this method. A bad type panics as Malloc does.
+    /// </summary>
+    public static MallocBatch Batch(MallocType type,
+        [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        CheckMalloc(type, MallocFlags.WaitOk);
+        byte* tc = ThreadCaches.Current();
+        uint site = CallSites.Intern(member, file, line);
+        return new MallocBatch(tc, type, site, ThreadCaches.Context(tc, site), member, file, line);
+    }
+
+    // MallocBatch.Malloc when its own fast path does not apply (checks, a large block, bad flags): Malloc with a site id.
+    internal static void* MallocAt(nuint size, MallocType? type, MallocFlags flags, uint site)
+    {
+        if (type is null || type.AllocGate != 0 || (flags & ~KnownFlags) != 0)
+            return MallocChecked(size, type, flags, site);
+        return size <= SizeClasses.MaxSmall ? AllocSmall(size, type, flags, site) : AllocLarge(size, type, flags, site);
+    }
+
+    // MallocBatch.Free when its fast path does not apply.
+    internal static void FreeAt(void* addr, MallocType? type, string member, string file, int line) =>
+        FreeSlow((byte*)addr, type, member, file, line);
 
     /// <summary>
     /// realloc(9): null <paramref name="addr"/> is Malloc; <paramref name="newSize"/> 0 is Free (returns null). A block
@@ -68,28 +94,31 @@ public static unsafe partial class Heap
     public static void Free(void* addr, MallocType type,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
-        // Fast path: a live block in a slab, freed under its own type, which no DIAGNOSTIC check applies to (else its
-        // FreeKey matches no owner). Anything else takes the checked path, which panics with the precise reason.
-        byte* p = (byte*)addr;
+        if (!TryFreeSmall(null, (byte*)addr, type))
+            FreeSlow((byte*)addr, type, member, file, line);
+    }
+
+    // Free's fast path, also MallocBatch's (which passes its thread cache; null: this thread's): a live block in a slab,
+    // freed under its own type, which no DIAGNOSTIC check applies to (else its FreeKey matches no owner). False for
+    // anything else, which the checked path handles (and panics with the precise reason).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool TryFreeSmall(byte* tc, byte* p, MallocType? type)
+    {
         nuint off = (nuint)(p - KmemMap.Base);
-        if (off < KmemMap.Size && type is not null)
-        {
-            int cls = PageMap.SlabClassPlusOne(off) - 1;
-            if (cls >= 0)
-            {
-                ClassInfo* ci = SizeClasses.Info(cls);
-                nuint inUnit = off & KmemMap.UnitMask;
-                uint slot = SizeClasses.SlotOf(ci, inUnit);
-                ref ushort owner = ref SlabMeta.Owner(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), slot);
-                if ((nuint)slot * ci->Size == inUnit && owner == type.FreeKey)
-                {
-                    owner = 0;
-                    FreeSmall(p, cls, ci, type);
-                    return;
-                }
-            }
-        }
-        FreeSlow(p, type, member, file, line);
+        if (off >= KmemMap.Size || type is null)
+            return false;
+        int cls = PageMap.SlabClassPlusOne(off) - 1;
+        if (cls < 0)
+            return false;
+        ClassInfo* ci = SizeClasses.Info(cls);
+        nuint inUnit = off & KmemMap.UnitMask;
+        uint slot = SizeClasses.SlotOf(ci, inUnit);
+        ref ushort owner = ref SlabMeta.Owner(SlabMeta.Of((uint)(off >> KmemMap.UnitShift)), slot);
+        if ((nuint)slot * ci->Size != inUnit || owner != type.FreeKey)
+            return false;
+        owner = 0;
+        FreeSmall(tc == null ? ThreadCaches.Current() : tc, p, cls, ci, type);
+        return true;
     }
 
     /// <summary>malloc_roundup: the size of the block a request of <paramref name="size"/> bytes gets.</summary>
@@ -122,11 +151,11 @@ public static unsafe partial class Heap
 
     // The fast path's one test failed: a bad argument, or checks apply to the type.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void* MallocChecked(nuint size, MallocType? type, MallocFlags flags, string member, string file, int line)
+    private static void* MallocChecked(nuint size, MallocType? type, MallocFlags flags, uint site)
     {
         if (type is null || type.State != MallocType.Attached || (flags & ~KnownFlags) != 0)
             BadMallocArguments(type, flags);
-        return DiagnosticMalloc(size, type, flags, CallSites.Intern(member, file, line));
+        return DiagnosticMalloc(size, type, flags, site);
     }
 
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
@@ -141,6 +170,13 @@ public static unsafe partial class Heap
     private static void* AllocSmall(nuint size, MallocType type, MallocFlags flags, uint site)
     {
         byte* tc = ThreadCaches.Current();
+        return AllocSmall(tc, size, type, flags, site, ThreadCaches.Context(tc, site));
+    }
+
+    // The small-block fast path with the thread's cache and the allocation's context at hand (MallocBatch has both).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void* AllocSmall(byte* tc, nuint size, MallocType type, MallocFlags flags, uint site, uint context)
+    {
         int cls = SizeClasses.ClassOf(size);
         ClassInfo* ci = SizeClasses.Info(cls);
         long bytes = ci->Size;
@@ -167,7 +203,7 @@ public static unsafe partial class Heap
         bin->Count--;
         bin->Allocs++;
         owner = (ushort)type.Index;
-        SlabMeta.Site(meta, slot) = ThreadCaches.Context(tc, site);
+        SlabMeta.Site(meta, slot) = context;
         if (LeakTracking.Enabled)
         {
             SlabMeta.Stamp(meta, slot) = ++ThreadCaches.Header(tc)->Sequence;
@@ -354,9 +390,12 @@ public static unsafe partial class Heap
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FreeSmall(byte* p, int cls, ClassInfo* ci, MallocType type)
+    private static void FreeSmall(byte* p, int cls, ClassInfo* ci, MallocType type) =>
+        FreeSmall(ThreadCaches.Current(), p, cls, ci, type);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FreeSmall(byte* tc, byte* p, int cls, ClassInfo* ci, MallocType type)
     {
-        byte* tc = ThreadCaches.Current();
         long bytes = ci->Size;
         TypeAccounting.Give(type, ThreadCaches.Slot(tc, type.Index), bytes);
 

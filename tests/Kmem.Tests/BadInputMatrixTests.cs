@@ -37,6 +37,7 @@ public sealed unsafe class BadInputMatrixTests(ITestOutputHelper output)
         ["KmemOptions.set_DiagnosticRedzones"] = "a bool: both values are valid",
         ["MallocType.set_Diagnostic"] = "a bool: both values are valid",
         ["MallocType.GetStats"] = "no arguments",
+        ["MallocBatch.get_Type"] = "no arguments",
         ["KmemDiagnostics.set_WriteToStandardError"] = "a bool: both values are valid",
         ["LeakScanResult.Summary"] = "no arguments",
         ["PerCpuPtr.CurrentCpu"] = "no arguments",
@@ -101,6 +102,35 @@ public sealed unsafe class BadInputMatrixTests(ITestOutputHelper output)
         rows.Add(Fine("Heap.Realloc", "size nuint.MaxValue, CanFail: null, block kept",
             () => Assert.True(Heap.Realloc(small.P, nuint.MaxValue, type, MallocFlags.CanFail) == null)));
         rows.Add(Throws<ArgumentOutOfRangeException>("Heap.Realloc", "unknown flags 0x40", () => Heap.Realloc(small.P, 500, type, (MallocFlags)0x40), "unknown malloc flags"));
+
+        // ---- Heap.Batch and MallocBatch ----
+        rows.Add(Panics("Heap.Batch", "null type", () => Heap.Batch(null!), "malloc - bogus type"));
+        rows.Add(Panics("Heap.Batch", "detached type", () => Heap.Batch(detached), "malloc - bogus type"));
+        rows.Add(Panics("Heap.Batch", "never-attached type", () => Heap.Batch(never), "malloc - bogus type"));
+        rows.Add(Panics("MallocBatch.Malloc", "default instance", () => default(MallocBatch).Malloc(64), "malloc - bogus type"));
+        rows.Add(Throws<ArgumentOutOfRangeException>("MallocBatch.Malloc", "unknown flags 0x40", () => Heap.Batch(type).Malloc(64, (MallocFlags)0x40), "unknown malloc flags"));
+        rows.Add(Panics("MallocBatch.Malloc", "size nuint.MaxValue", () => Heap.Batch(type).Malloc(nuint.MaxValue), "malloc: allocation too large"));
+        rows.Add(Fine("MallocBatch.Malloc", "size nuint.MaxValue, CanFail: null", () => Assert.True(Heap.Batch(type).Malloc(nuint.MaxValue, MallocFlags.CanFail) == null)));
+        rows.Add(Panics("MallocBatch.Malloc", "type detached after the batch was made", () =>
+        {
+            MallocType t = Types.New();
+            MallocBatch b = Heap.Batch(t);
+            t.Detach();
+            b.Malloc(64);
+        }, "malloc - bogus type"));
+        rows.Add(Panics("MallocBatch.Free", "null", () => Heap.Batch(type).Free(null), "free: null addr (free(9) does not accept NULL)"));
+        rows.Add(Panics("MallocBatch.Free", "default instance", () => default(MallocBatch).Free(small.P), "free: bogus type (null)"));
+        rows.Add(Panics("MallocBatch.Free", "foreign pointer (NativeMemory)", () => Heap.Batch(type).Free(Foreign), $"free: addr {Hex(Foreign)} not within kmem_map"));
+        rows.Add(Panics("MallocBatch.Free", "interior pointer", () => Heap.Batch(type).Free(small.P + 16), $"free: unaligned addr {Hex(small.P + 16)}, size 112, type {T}, mask 111"));
+        rows.Add(Panics("MallocBatch.Free", "freed block", () =>
+        {
+            MallocBatch b = Heap.Batch(type);
+            void* p = b.Malloc(48);
+            b.Free(p);
+            b.Free(p);
+        }, "free: duplicated free"));
+        rows.Add(Panics("MallocBatch.Free", "block of another type", () => Heap.Batch(other).Free(small.P), $"free: addr {Hex(small.P)} belongs to type {T}, not {other.ShortDesc}"));
+        rows.Add(Panics("MallocBatch.Free", "vmalloc'd area", () => Heap.Batch(type).Free(area.P), $"free: addr {Hex(area.P)} is vmalloc'd memory; use Vfree"));
 
         // ---- Heap.Free ----
         rows.Add(Panics("Heap.Free", "null", () => Heap.Free(null, type), "free: null addr (free(9) does not accept NULL)"));

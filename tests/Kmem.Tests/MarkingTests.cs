@@ -146,12 +146,15 @@ public unsafe class MarkingTests
             Assert.True(Direct(first, foreign) && !Direct(first, held));
 
             // Nothing changed: the same objects, the same classes (the previous classification is reused).
+            long reused = LeakScanner.ClassificationsReused;
             LeakScanResult steady = Kmemleak.Scan();
+            Assert.Equal(reused + 1, LeakScanner.ClassificationsReused);
             Assert.Equal(first.Leaks.Select(l => (l.Address, l.Direct)), steady.Leaks.Select(l => (l.Address, l.Direct)));
 
             // A leak less: x2 is now the head of its chain.
             Heap.Free(x, t);
             LeakScanResult fewer = Kmemleak.Scan();
+            Assert.Equal(reused + 1, LeakScanner.ClassificationsReused); // classified afresh
             Assert.False(Reported(fewer, x));
             Assert.True(Direct(fewer, x2) && !Direct(fewer, x3));
             Assert.True(Direct(fewer, y) && !Direct(fewer, y2));
@@ -168,6 +171,39 @@ public unsafe class MarkingTests
             NativeMemory.Free(foreign);
             foreach (nint* p in new[] { x2, x3, y, y2, y3, (nint*)held })
                 Heap.Free(p, t);
+            Kmemleak.Write("clear");
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_block_does_not_inherit_the_scan_areas_of_a_freed_block_in_its_slot(bool parallel)
+    {
+        var t = Types.New();
+        nint* first = (nint*)Heap.Malloc(64, t, MallocFlags.Zero);
+        Kmemleak.ScanArea(first, 8); // only word 0 of this block is scanned
+        Heap.Free(first, t);
+        nint* second = (nint*)Heap.Malloc(64, t, MallocFlags.Zero);
+        Assert.True(first == second, "the thread's free list hands the slot out again");
+        void* child = Heap.Malloc(64, t);
+        second[5] = (nint)child; // outside the freed block's area: the new block is scanned whole
+        using var root = new RootTable(1);
+        root[0] = (nint)second;
+        LeakScanner.ParallelMarkingOverride = parallel;
+        try
+        {
+            LeakScanResult r = Leaks.ScanTwice();
+            Assert.False(Reported(r, child));
+            Assert.False(Reported(r, second));
+            // The stale list was dropped when the scan started.
+            Assert.False(LeakScanner.SlabAreas.ContainsKey((nuint)((byte*)second - Kmem.Pages.KmemMap.Base)));
+        }
+        finally
+        {
+            LeakScanner.ParallelMarkingOverride = null;
+            Heap.Free(child, t);
+            Heap.Free(second, t);
             Kmemleak.Write("clear");
         }
     }

@@ -17,6 +17,7 @@ internal static unsafe class AllocWorkloads
     public const string ProducerConsumer = "producer-consumer";
 
     public const string Kmem = "kmem";
+    public const string KmemBatch = "kmem-batch";
     public const string NativeMemoryName = "nativememory";
     public const string Mimalloc = "mimalloc";
     public const string Jemalloc = "jemalloc";
@@ -44,34 +45,62 @@ internal static unsafe class AllocWorkloads
     /// Each loop does <c>ops</c> operations and returns a checksum.</summary>
     public static Func<int, nuint>? Loop(string workload, string allocator) => allocator switch
     {
-        Kmem => Loop<KmemAllocator>(workload),
-        NativeMemoryName => Loop<NativeMemoryAllocator>(workload),
-        Mimalloc when NativePeers.HasMimalloc => Loop<MimallocAllocator>(workload),
-        Jemalloc when NativePeers.HasJemalloc => Loop<JemallocAllocator>(workload),
+        Kmem => Loop<KmemAllocator>(workload, static () => default),
+        KmemBatch => Loop(workload, KmemBatchAllocator.Make),
+        NativeMemoryName => Loop<NativeMemoryAllocator>(workload, static () => default),
+        Mimalloc when NativePeers.HasMimalloc => Loop<MimallocAllocator>(workload, static () => default),
+        Jemalloc when NativePeers.HasJemalloc => Loop<JemallocAllocator>(workload, static () => default),
+        Compute => workload switch
+        {
+            OneThread => ops => Workers.Run(ComputeLoop, null, ops),
+            TwoThreads => ops => Workers.Run(ComputeLoop, ComputeLoop, ops),
+            _ => null,
+        },
         _ => null,
     };
 
-    private static Func<int, nuint>? Loop<T>(string workload) where T : struct, IAllocator => workload switch
+    /// <summary>threads2-scaling's reference subject: work that touches no memory (registers only), so its speed-up is
+    /// what the machine's two vCPUs give at best.</summary>
+    public const string Compute = "compute";
+
+    private static nuint ComputeLoop(int ops)
     {
-        Tight => TightLoop<T>,
-        Batch => BatchLoop<T>,
-        Mixed => MixedLoop<T>,
-        OneThread => ops => Workers.Run(MixedLoop<T>, null, ops),
-        TwoThreads => ops => Workers.Run(MixedLoop<T>, MixedLoop<T>, ops),
-        ProducerConsumer => ops => Workers.Run(Producer<T>, Consumer<T>, ops),
+        ulong x = 0x9E3779B97F4A7C15UL ^ (ulong)ops;
+        for (int i = 0; i < ops; i++)
+        {
+            for (int k = 0; k < 16; k++)
+            {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+        }
+
+        return (nuint)x;
+    }
+
+    // make: the allocator, called on the thread that runs the loop.
+    private static Func<int, nuint>? Loop<T>(string workload, Func<T> make) where T : IAllocator, allows ref struct => workload switch
+    {
+        Tight => ops => TightLoop(make(), ops),
+        Batch => ops => BatchLoop(make(), ops),
+        Mixed => ops => MixedLoop(make(), ops),
+        OneThread => ops => Workers.Run(n => MixedLoop(make(), n), null, ops),
+        TwoThreads => ops => Workers.Run(n => MixedLoop(make(), n), n => MixedLoop(make(), n), ops),
+        ProducerConsumer => ops => Workers.Run(n => Producer(make(), n), n => Consumer(make(), n), ops),
         _ => null,
     };
 
     /// <summary>pair64-tight: <c>p = malloc(64); *p = i; free(p)</c>, one operation per pair.</summary>
-    private static nuint TightLoop<T>(int pairs) where T : struct, IAllocator
+    private static nuint TightLoop<T>(T a, int pairs) where T : IAllocator, allows ref struct
     {
         nuint sum = 0;
         for (int i = 0; i < pairs; i++)
         {
-            byte* p = (byte*)T.Alloc(PairSize);
+            byte* p = (byte*)a.Alloc(PairSize);
             *p = (byte)i;
             sum += *p;
-            T.Free(p, PairSize);
+            a.Free(p, PairSize);
         }
 
         return sum;
@@ -79,7 +108,7 @@ internal static unsafe class AllocWorkloads
 
     /// <summary>pair64-batch1000: 1000 mallocs of 64 B into a pointer array (a byte written into each), then the 1000
     /// frees in the same order; one operation per pair.</summary>
-    private static nuint BatchLoop<T>(int pairs) where T : struct, IAllocator
+    private static nuint BatchLoop<T>(T a, int pairs) where T : IAllocator, allows ref struct
     {
         void** slots = stackalloc void*[BatchSize];
         nuint sum = 0;
@@ -87,7 +116,7 @@ internal static unsafe class AllocWorkloads
         {
             for (int i = 0; i < BatchSize; i++)
             {
-                byte* p = (byte*)T.Alloc(PairSize);
+                byte* p = (byte*)a.Alloc(PairSize);
                 *p = (byte)i;
                 slots[i] = p;
             }
@@ -96,7 +125,7 @@ internal static unsafe class AllocWorkloads
             {
                 byte* p = (byte*)slots[i];
                 sum += *p;
-                T.Free(p, PairSize);
+                a.Free(p, PairSize);
             }
         }
 
@@ -109,7 +138,7 @@ internal static unsafe class AllocWorkloads
     /// Every new block gets its first and last byte written. One operation is one malloc+free pair: the window's
     /// fill/drain counts <c>Window</c> pairs and each step one, so <paramref name="ops"/> − Window steps are taken.
     /// </summary>
-    private static nuint MixedLoop<T>(int ops) where T : struct, IAllocator
+    private static nuint MixedLoop<T>(T a, int ops) where T : IAllocator, allows ref struct
     {
         const int window = MixedSequence.Window;
         byte** slots = stackalloc byte*[window];
@@ -121,7 +150,7 @@ internal static unsafe class AllocWorkloads
             for (int i = 0; i < window; i++)
             {
                 uint size = initial[i];
-                byte* p = (byte*)T.Alloc(size);
+                byte* p = (byte*)a.Alloc(size);
                 p[0] = (byte)i;
                 p[size - 1] = (byte)size;
                 slots[i] = p;
@@ -136,8 +165,8 @@ internal static unsafe class AllocWorkloads
                 uint size = step >> 16;
                 byte* old = slots[slot];
                 sum += old[0];
-                T.Free(old, sizes[slot]);
-                byte* p = (byte*)T.Alloc(size);
+                a.Free(old, sizes[slot]);
+                byte* p = (byte*)a.Alloc(size);
                 p[0] = (byte)k;
                 p[size - 1] = (byte)size;
                 slots[slot] = p;
@@ -147,7 +176,7 @@ internal static unsafe class AllocWorkloads
             for (int i = 0; i < window; i++)
             {
                 sum += slots[i][sizes[i] - 1];
-                T.Free(slots[i], sizes[i]);
+                a.Free(slots[i], sizes[i]);
             }
         }
 
@@ -163,7 +192,7 @@ internal static unsafe class AllocWorkloads
 
     /// <summary>Producer side: allocates <paramref name="pairs"/> 64-byte blocks (a byte written) and pushes them
     /// into the ring, spinning while it is full.</summary>
-    private static nuint Producer<T>(int pairs) where T : struct, IAllocator
+    private static nuint Producer<T>(T a, int pairs) where T : IAllocator, allows ref struct
     {
         long* tailField = s_indices + 8;
         long* headField = s_indices + 16;
@@ -171,7 +200,7 @@ internal static unsafe class AllocWorkloads
         long head = Volatile.Read(ref *headField);
         for (int i = 0; i < pairs; i++)
         {
-            byte* p = (byte*)T.Alloc(PairSize);
+            byte* p = (byte*)a.Alloc(PairSize);
             *p = (byte)i;
             if (tail - head == RingCapacity)
             {
@@ -191,7 +220,7 @@ internal static unsafe class AllocWorkloads
 
     /// <summary>Consumer side: pops <paramref name="pairs"/> blocks from the ring (spinning while it is empty), reads
     /// their byte and frees them on this thread.</summary>
-    private static nuint Consumer<T>(int pairs) where T : struct, IAllocator
+    private static nuint Consumer<T>(T a, int pairs) where T : IAllocator, allows ref struct
     {
         long* tailField = s_indices + 8;
         long* headField = s_indices + 16;
@@ -212,7 +241,7 @@ internal static unsafe class AllocWorkloads
             byte* p = (byte*)s_ring[head & (RingCapacity - 1)];
             Volatile.Write(ref *headField, ++head);
             sum += *p;
-            T.Free(p, PairSize);
+            a.Free(p, PairSize);
         }
 
         return sum;

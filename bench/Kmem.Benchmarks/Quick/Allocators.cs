@@ -1,5 +1,6 @@
-// Quick/Allocators.cs — the allocators under test as structs behind one static-abstract interface (Kmem, NativeMemory,
-// mimalloc, jemalloc), so every generic workload loop is instantiated as direct code for each of them.
+// Quick/Allocators.cs — the allocators under test as structs behind one interface (Kmem, Kmem's MallocBatch, NativeMemory,
+// mimalloc, jemalloc), so every generic workload loop is instantiated as direct code for each of them. A loop gets its
+// allocator as a value made on the thread that runs it (MallocBatch is a ref struct bound to its thread).
 using System.Runtime.InteropServices;
 using Kmem.Benchmarks.Peers;
 
@@ -8,25 +9,37 @@ namespace Kmem.Benchmarks.Quick;
 /// <summary>An allocator under test. <c>Free</c> gets the requested size back (jemalloc's sized free uses it).</summary>
 internal unsafe interface IAllocator
 {
-    static abstract void* Alloc(nuint size);
-    static abstract void Free(void* p, nuint size);
+    void* Alloc(nuint size);
+    void Free(void* p, nuint size);
 }
 
 /// <summary><c>Heap.Malloc(size, type)</c> / <c>Heap.Free(p, type)</c> with one type for every allocation workload.</summary>
 internal readonly unsafe struct KmemAllocator : IAllocator
 {
     // One type for the whole run; every call below is one fixed site (the caller-info defaults).
-    private static readonly MallocType s_type = new("bench", "benchmark allocation workloads");
+    internal static readonly MallocType Type = new("bench", "benchmark allocation workloads");
 
-    public static void* Alloc(nuint size) => Heap.Malloc(size, s_type);
-    public static void Free(void* p, nuint size) => Heap.Free(p, s_type);
+    public void* Alloc(nuint size) => Heap.Malloc(size, Type);
+    public void Free(void* p, nuint size) => Heap.Free(p, Type);
+}
+
+/// <summary><c>batch.Malloc(size)</c> / <c>batch.Free(p)</c> on a <see cref="MallocBatch"/> of the same type, made by the
+/// thread that runs the loop (one per loop call).</summary>
+internal readonly unsafe ref struct KmemBatchAllocator(MallocBatch batch) : IAllocator
+{
+    private readonly MallocBatch _batch = batch;
+
+    public static KmemBatchAllocator Make() => new(Heap.Batch(KmemAllocator.Type));
+
+    public void* Alloc(nuint size) => _batch.Malloc(size);
+    public void Free(void* p, nuint size) => _batch.Free(p);
 }
 
 /// <summary><c>NativeMemory.Alloc</c> / <c>NativeMemory.Free</c>: the C runtime's malloc (glibc on Linux).</summary>
 internal readonly unsafe struct NativeMemoryAllocator : IAllocator
 {
-    public static void* Alloc(nuint size) => NativeMemory.Alloc(size);
-    public static void Free(void* p, nuint size) => NativeMemory.Free(p);
+    public void* Alloc(nuint size) => NativeMemory.Alloc(size);
+    public void Free(void* p, nuint size) => NativeMemory.Free(p);
 }
 
 /// <summary>
@@ -39,7 +52,7 @@ internal readonly unsafe struct BumpAllocator : IAllocator
     private const nuint RegionBytes = (nuint)80 << 20;
     private static byte* s_next, s_end;
 
-    public static void* Alloc(nuint size)
+    public void* Alloc(nuint size)
     {
         if (s_next == null)
         {
@@ -54,7 +67,7 @@ internal readonly unsafe struct BumpAllocator : IAllocator
         return p;
     }
 
-    public static void Free(void* p, nuint size)
+    public void Free(void* p, nuint size)
     {
     }
 }
@@ -62,13 +75,13 @@ internal readonly unsafe struct BumpAllocator : IAllocator
 /// <summary><c>mi_malloc</c> / <c>mi_free</c> through function pointers.</summary>
 internal readonly unsafe struct MimallocAllocator : IAllocator
 {
-    public static void* Alloc(nuint size) => NativePeers.MiMalloc(size);
-    public static void Free(void* p, nuint size) => NativePeers.MiFree(p);
+    public void* Alloc(nuint size) => NativePeers.MiMalloc(size);
+    public void Free(void* p, nuint size) => NativePeers.MiFree(p);
 }
 
 /// <summary><c>mallocx(size, 0)</c> / <c>sdallocx(p, size, 0)</c> through function pointers.</summary>
 internal readonly unsafe struct JemallocAllocator : IAllocator
 {
-    public static void* Alloc(nuint size) => NativePeers.JeMallocx(size, 0);
-    public static void Free(void* p, nuint size) => NativePeers.JeSdallocx(p, size, 0);
+    public void* Alloc(nuint size) => NativePeers.JeMallocx(size, 0);
+    public void Free(void* p, nuint size) => NativePeers.JeSdallocx(p, size, 0);
 }

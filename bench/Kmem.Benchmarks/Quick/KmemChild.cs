@@ -11,8 +11,9 @@ namespace Kmem.Benchmarks.Quick;
 /// The child is this program again in the hidden mode <see cref="ChildMode"/>, started with <c>KMEMLEAK=off</c>. It
 /// writes <c>ready</c>, then reads one command per line and answers each with one line:
 /// <list type="bullet">
-/// <item><c>warm WORKLOAD OPS</c>: the harness's warm-up of that workload's kmem loop; answers <c>ok</c>.</item>
-/// <item><c>run WORKLOAD OPS</c>: one timed repetition; answers ns per operation.</item>
+/// <item><c>warm WORKLOAD OPS [ALLOCATOR]</c>: the harness's warm-up of that workload's loop for <c>kmem</c> (the
+/// default: Heap.Malloc/Free) or <c>kmem-batch</c> (a MallocBatch); answers <c>ok</c>.</item>
+/// <item><c>run WORKLOAD OPS [ALLOCATOR]</c>: one timed repetition; answers ns per operation.</item>
 /// <item><c>run</c>: pair64-tight with the PAIRS given on the command line (warmed on first use; the protocol of
 /// bench/scripts/ab_tight.py).</item>
 /// </list>
@@ -71,12 +72,13 @@ internal sealed class KmemChild : IDisposable
     }
 
     /// <summary>Has the child warm up <paramref name="workload"/>; false (and <see cref="Failure"/> set) on error.</summary>
-    public bool Warm(string workload, int ops) => Ask($"warm {workload} {ops}") == "ok" || Fail("warm-up refused");
+    public bool Warm(string workload, int ops, string allocator = AllocWorkloads.Kmem) =>
+        Ask($"warm {workload} {ops} {allocator}") == "ok" || Fail("warm-up refused");
 
     /// <summary>One repetition of <paramref name="workload"/> in the child: ns per operation, or null on failure.</summary>
-    public double? Run(string workload, int ops)
+    public double? Run(string workload, int ops, string allocator = AllocWorkloads.Kmem)
     {
-        string? line = Ask($"run {workload} {ops}");
+        string? line = Ask($"run {workload} {ops} {allocator}");
         if (line is null)
         {
             return null;
@@ -214,12 +216,19 @@ internal sealed class KmemChild : IDisposable
             return Timing.TimeOnce(tight, legacyPairs).ToString("R", CultureInfo.InvariantCulture);
         }
 
-        if (words is not [("warm" or "run") and var verb, var workload, var opsText] || !TryParseOps(opsText, out int ops))
+        if (words is not [("warm" or "run") and var verb, var workload, var opsText, .. var rest] || rest.Length > 1
+            || !TryParseOps(opsText, out int ops))
         {
-            return $"error: expected 'warm WORKLOAD OPS', 'run WORKLOAD OPS' or 'run', not '{string.Join(' ', words)}'";
+            return $"error: expected 'warm WORKLOAD OPS [ALLOCATOR]', 'run WORKLOAD OPS [ALLOCATOR]' or 'run', not '{string.Join(' ', words)}'";
         }
 
-        if (AllocWorkloads.Loop(workload, AllocWorkloads.Kmem) is not { } loop)
+        string allocator = rest is [var named] ? named : AllocWorkloads.Kmem;
+        if (allocator is not (AllocWorkloads.Kmem or AllocWorkloads.KmemBatch))
+        {
+            return $"error: the child runs kmem or kmem-batch, not '{allocator}'";
+        }
+
+        if (AllocWorkloads.Loop(workload, allocator) is not { } loop)
         {
             return $"error: unknown workload '{workload}'";
         }

@@ -188,7 +188,8 @@ internal static unsafe class MemoryWorkloads
 
     private static int Rss<T>() where T : struct, IAllocator
     {
-        T.Free(T.Alloc(BlockSize), BlockSize);
+        T a = default;
+        a.Free(a.Alloc(BlockSize), BlockSize);
         // The pointer array is written in full before the baseline: calloc'd (mmap'ed) pages would otherwise only
         // become resident during the loop and add 8 MiB to every subject's growth.
         nuint arrayBytes = Blocks * (nuint)sizeof(void*);
@@ -197,7 +198,7 @@ internal static unsafe class MemoryWorkloads
         long before = VmRssKb();
         for (int i = 0; i < Blocks; i++)
         {
-            ulong* p = (ulong*)T.Alloc(BlockSize);
+            ulong* p = (ulong*)a.Alloc(BlockSize);
             for (int w = 0; w < 8; w++)
             {
                 p[w] = (ulong)i + (ulong)w;
@@ -210,7 +211,7 @@ internal static unsafe class MemoryWorkloads
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"rss before_kb={before} after_kb={after}"));
         for (int i = 0; i < Blocks; i++)
         {
-            T.Free(pointers[i], BlockSize);
+            a.Free(pointers[i], BlockSize);
         }
 
         System.Runtime.InteropServices.NativeMemory.Free(pointers);

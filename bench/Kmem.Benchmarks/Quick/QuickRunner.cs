@@ -135,6 +135,13 @@ internal static class QuickRunner
         r.TargetRatio("64 B pair, batch of 1000 <= 0.8x mimalloc", AllocWorkloads.Batch, Kmem, AllocWorkloads.Mimalloc,
             "<=", 0.8);
         r.TargetRatio("mixed 16 B-4 KiB <= 1.0x mimalloc", AllocWorkloads.Mixed, Kmem, AllocWorkloads.Mimalloc, "<=", 1.0);
+        // The same three with MallocBatch (extra rows: the targets are about Heap.Malloc/Free).
+        r.TargetRatio("(extra) MallocBatch: 64 B pair, tight <= 0.8x mimalloc", AllocWorkloads.Tight, AllocWorkloads.KmemBatch,
+            AllocWorkloads.Mimalloc, "<=", 0.8);
+        r.TargetRatio("(extra) MallocBatch: 64 B pair, batch of 1000 <= 0.8x mimalloc", AllocWorkloads.Batch,
+            AllocWorkloads.KmemBatch, AllocWorkloads.Mimalloc, "<=", 0.8);
+        r.TargetRatio("(extra) MallocBatch: mixed <= 1.0x mimalloc", AllocWorkloads.Mixed, AllocWorkloads.KmemBatch,
+            AllocWorkloads.Mimalloc, "<=", 1.0);
         r.TargetRatio("mixed, tracking on <= 1.3x tracking off", AllocWorkloads.Mixed, KmemTracking, Kmem, "<=", 1.3);
         r.TargetRatio("64 B tight pair, tracking on <= 1.3x tracking off", AllocWorkloads.Tight, KmemTracking, Kmem, "<=", 1.3);
         r.TargetValue("2 threads >= 1.8x one thread", ScalingWorkload, Kmem, ">=", 1.8);
@@ -202,14 +209,16 @@ internal static class QuickRunner
                 + " small) into it, first and last byte written; the same seeded sequence for every subject");
             Describe(results, ScalingWorkload, "speed-up (x) of 2 threads over 1, each thread running `mixed` on its own"
                 + " blocks (fixed operations per thread): 2 × time(1 thread) / time(2 threads), per repetition; the"
-                + " -1thread/-2threads rows are ns per operation per thread; mimalloc for reference");
+                + " -1thread/-2threads rows are ns per operation per thread; mimalloc for reference, and compute (a loop on"
+                + " registers only, no memory): what two vCPUs of this machine give at best");
             Describe(results, AllocWorkloads.ProducerConsumer, "ns per pair: thread P allocates 64 B blocks (a byte"
                 + " written) and passes them through a 256-slot lock-free single-producer/single-consumer ring to thread"
                 + " C, which frees them");
 
             foreach (string workload in new[] { AllocWorkloads.Tight, AllocWorkloads.Batch, AllocWorkloads.Mixed })
             {
-                MeasureWorkload(results, workload, [Kmem, KmemTracking, .. peers], child, repetitions, pairs, "ns");
+                MeasureWorkload(results, workload, [Kmem, AllocWorkloads.KmemBatch, KmemTracking, .. peers], child, repetitions,
+                    pairs, "ns");
             }
 
             MeasureScaling(results, child, repetitions, pairs);
@@ -239,11 +248,11 @@ internal static class QuickRunner
     /// kmem through the child, kmem-tracking with Kmem's loop here, the peers here.</summary>
     private static Cell? MakeCell(string workload, string subject, KmemChild? child, int ops)
     {
-        if (subject == Kmem)
+        if (subject is Kmem or AllocWorkloads.KmemBatch)
         {
             return child is null
                 ? null
-                : new Cell(workload, subject, () => child.Warm(workload, ops), () => child.Run(workload, ops));
+                : new Cell(workload, subject, () => child.Warm(workload, ops, subject), () => child.Run(workload, ops, subject));
         }
 
         if (subject == KmemTracking && !Kmemleak.IsEnabled)
@@ -305,8 +314,9 @@ internal static class QuickRunner
         Console.WriteLine();
         Console.WriteLine($"{ScalingWorkload}: mixed on 1 and on 2 threads, {ops:N0} operations per thread x {repetitions}"
             + " repetitions");
-        // mimalloc as well: a peer's speed-up shows what the machine allows (two busy vCPUs give less than 2).
-        foreach (string subject in new[] { Kmem, KmemTracking, AllocWorkloads.Mimalloc })
+        // mimalloc as well: a peer's speed-up shows what the machine allows for this work (two busy vCPUs give less than
+        // 2); compute (no memory at all) what it allows for any work.
+        foreach (string subject in new[] { Kmem, KmemTracking, AllocWorkloads.Mimalloc, AllocWorkloads.Compute })
         {
             Cell? one = MakeCell(AllocWorkloads.OneThread, subject, child, ops);
             Cell? two = MakeCell(AllocWorkloads.TwoThreads, subject, child, ops);

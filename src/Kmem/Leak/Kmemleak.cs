@@ -203,9 +203,18 @@ public static unsafe class Kmemleak
         {
             List<(nuint, nuint)> areas;
             if (o.Value.Record is { } r)
+            {
                 areas = r.Areas ??= new();
-            else if (!LeakScanner.SlabAreas.TryGetValue(BlockStartOf(o.Value) - (nuint)KmemMap.Base, out areas!))
-                LeakScanner.SlabAreas[BlockStartOf(o.Value) - (nuint)KmemMap.Base] = areas = new();
+            }
+            else
+            {
+                // A slab block's list is tied to this block's birth: an earlier block's list in the slot is replaced.
+                nuint key = BlockStartOf(o.Value) - (nuint)KmemMap.Base;
+                byte* meta = Slabs.SlabMeta.Of(o.Value.Unit);
+                if (!LeakScanner.SlabAreas.TryGetValue(key, out LeakScanner.SlabAreaList? list) || !list.IsFor(meta, o.Value.Slot))
+                    LeakScanner.SlabAreas[key] = list = new(Slabs.SlabMeta.Site(meta, o.Value.Slot), Slabs.SlabMeta.Stamp(meta, o.Value.Slot));
+                areas = list.Areas;
+            }
             areas.Add((offset + FrontOf(o.Value), length)); // areas are kept relative to the block's start
             LeakScanner.AreasChanged();
         }
@@ -470,7 +479,7 @@ public static unsafe class Kmemleak
                 KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmemleak: cannot read the process roots ({why}); this scan used registered roots only");
             s_rootsFailureSaid = outcome.ProcessRootsFailure;
             s_lastStartMs = start;
-            return new LeakScanResult(() => Reports(newOnly: false), () => Reports(newOnly: true), s_lastStats = new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
+            return new LeakScanResult(found.Count, () => Reports(newOnly: false), () => Reports(newOnly: true), s_lastStats = new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
             {
                 GcTime = gcTime,
                 ProcessRoots = outcome.ProcessRootsRead,

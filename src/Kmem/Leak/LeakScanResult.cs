@@ -86,17 +86,23 @@ public sealed class LeakScanResult
     {
         _leaks = new Lazy<IReadOnlyList<LeakReport>>(leaks);
         _newLeaks = new Lazy<IReadOnlyList<LeakReport>>(() => leaks.Where(l => l.IsNew).ToList());
+        LeakCount = leaks.Count;
         Stats = stats;
     }
 
     // The reports are made when first asked for (a scan that finds 100,000 leaks need not build 100,000 objects for a
     // caller that only counts them); what they say was fixed when the scan ended.
-    internal LeakScanResult(Func<IReadOnlyList<LeakReport>> leaks, Func<IReadOnlyList<LeakReport>> newLeaks, LeakScanStats stats)
+    internal LeakScanResult(int count, Func<IReadOnlyList<LeakReport>> leaks, Func<IReadOnlyList<LeakReport>> newLeaks,
+        LeakScanStats stats)
     {
+        LeakCount = count;
         _leaks = new Lazy<IReadOnlyList<LeakReport>>(leaks);
         _newLeaks = new Lazy<IReadOnlyList<LeakReport>>(() => _leaks.IsValueCreated ? _leaks.Value.Where(l => l.IsNew).ToList() : newLeaks());
         Stats = stats;
     }
+
+    /// <summary>How many reports <see cref="Leaks"/> holds, without making them.</summary>
+    internal int LeakCount { get; }
 
     /// <summary>Every reported object that is unreferenced now, in allocation order.</summary>
     public IReadOnlyList<LeakReport> Leaks => _leaks.Value;

@@ -64,6 +64,8 @@ internal static unsafe partial class LeakScanner
                 s_pool[n++] = packed;
             s_poolCount = n;
         }
+        foreach (MarkLane lane in s_markLanes)
+            lane.Deferred.Clear(); // also what a failed round left
         s_idleLanes = 0;
         ParallelRounds++;
         ScanWorkers.Run(s_markLane);
@@ -171,12 +173,18 @@ internal static unsafe partial class LeakScanner
     private static void ScanSlabOnLane(MarkLane me, uint unit, uint slot)
     {
         byte* meta = SlabMeta.Of(unit);
-        if (SlabMeta.Owner(meta, slot) == 0 || ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.NoScan | LeakState.Black)) != 0)
+        if (SlabMeta.Owner(meta, slot) == 0)
+        {
+            // A free slot grayed by a stale word: as ScanSlab, the bit goes.
+            Interlocked.And(ref *(long*)&Bits(unit, Gray)[slot >> 6], ~(1L << (int)(slot & 63)));
+            return;
+        }
+        if (((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.NoScan | LeakState.Black)) != 0)
             return;
         uint size = SizeClasses.SizeOf(PageMap.Entry(unit)->Class);
         byte* p = KmemMap.UnitAddress(unit) + (nuint)slot * size;
         // The area lists only change under the scan lock, which this scan holds: every lane may read them.
-        if (SlabAreas.Count > 0 && SlabAreas.TryGetValue((nuint)(p - KmemMap.Base), out var areas))
+        if (AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)
         {
             foreach ((nuint off, nuint len) in areas)
                 ScanWordsOnLane(me, p + off, Math.Min(len, size - off), unit, slot);

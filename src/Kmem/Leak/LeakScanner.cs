@@ -99,7 +99,23 @@ internal static unsafe partial class LeakScanner
     private static bool s_inScan;
 
     /// <summary>Slab blocks' scan areas and excess references, by kmem_map offset (set through the API).</summary>
-    public static readonly Dictionary<nuint, List<(nuint Offset, nuint Length)>> SlabAreas = new();
+    public static readonly Dictionary<nuint, SlabAreaList> SlabAreas = new();
+
+    /// <summary>The scan areas of one slab block, with the birth (context, stamp) of the block they were given for: a
+    /// later block in the same slot does not inherit them (the entry is stale, and dropped when the next scan starts).</summary>
+    internal sealed class SlabAreaList(uint context, uint stamp)
+    {
+        public readonly uint Context = context, Stamp = stamp;
+        public readonly List<(nuint Offset, nuint Length)> Areas = new();
+
+        public bool IsFor(byte* meta, uint slot) =>
+            SlabMeta.Owner(meta, slot) != 0 && SlabMeta.Site(meta, slot) == Context && SlabMeta.Stamp(meta, slot) == Stamp;
+    }
+
+    /// <summary>The scan areas of the live block in (<paramref name="unit"/>, <paramref name="slot"/>), starting at
+    /// kmem_map offset <paramref name="offset"/>; null when it was given none (scanned whole).</summary>
+    internal static List<(nuint Offset, nuint Length)>? AreasOf(uint unit, uint slot, nuint offset) =>
+        SlabAreas.Count > 0 && SlabAreas.TryGetValue(offset, out SlabAreaList? a) && a.IsFor(SlabMeta.Of(unit), slot) ? a.Areas : null;
 
     /// <summary>Records the final sequence of a thread that ended (called when its cache retires).</summary>
     public static void ThreadEnded(uint ordinal, uint sequence)
@@ -229,6 +245,8 @@ internal static unsafe partial class LeakScanner
             Decide(new TrackedObject(r, 0, 0), recordWhite.Contains(r));
         }
         s_contexts = null;
+        if (found.Count < found.Capacity / 2)
+            found.TrimExcess(); // kept until the next scan: no room for candidates that were too young
         SortByBirth(found);
         if (!ReuseClassification(found))
             Classify(found);
@@ -261,6 +279,9 @@ internal static unsafe partial class LeakScanner
     private static int s_classifiedAreas;
     private static int s_areasVersion;
 
+    /// <summary>Scans that reused the previous classification (for tests).</summary>
+    internal static long ClassificationsReused;
+
     /// <summary>A scan area was added: what an object's words refer to may have changed.</summary>
     public static void AreasChanged() => s_areasVersion++;
 
@@ -280,6 +301,7 @@ internal static unsafe partial class LeakScanner
                 return false;
         for (int i = 0; i < now.Length; i++)
             now[i].Direct = then[i].Direct;
+        ClassificationsReused++;
         return true;
     }
 
@@ -386,6 +408,14 @@ internal static unsafe partial class LeakScanner
     private static void Collect()
     {
         s_slabs = ClassDepot.AllSlabs();
+        // Scan areas of blocks freed since (their slot empty or holding a later block) are dropped.
+        foreach ((nuint offset, SlabAreaList areas) in SlabAreas.ToArray())
+        {
+            uint unit = (uint)(offset >> KmemMap.UnitShift);
+            int cls = PageMap.SlabClassPlusOne(offset) - 1;
+            if (cls < 0 || !areas.IsFor(SlabMeta.Of(unit), SizeClasses.SlotOf(cls, offset & KmemMap.UnitMask)))
+                SlabAreas.Remove(offset);
+        }
         // Bitmaps live in the side tables from scan to scan (a slab keeps its class for good), committed with them when
         // the slab was made; a slab made after this list was taken is not part of this scan.
         if (s_bitmapsReady.Length != KmemMap.UnitCount)
@@ -613,22 +643,28 @@ internal static unsafe partial class LeakScanner
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void Drain()
     {
-        // Records first (each is scanned on this thread), so that the slab blocks they gray are traced in one go.
+        // Records first (each is scanned on this thread), so that the slab blocks they gray are traced in one go. Slab
+        // blocks are traced here until a budget is spent; what is left then is traced on every lane (a small graph
+        // never wakes the workers).
+        bool parallel = UseParallelMarking();
         while (true)
         {
             if (s_recordWork.TryPop(out LeakRecord? r))
                 ScanRecord(r);
             else if (s_slabWork.Count == 0)
                 return;
-            else if (UseParallelMarking())
+            else if (!DrainSlabs(parallel ? SerialBudget : int.MaxValue))
                 MarkSlabsInParallel();
-            else
-                DrainSlabs();
         }
     }
 
+    // Blocks traced on the scanning thread before the rest of a pass's slab work goes to all lanes.
+    private const int SerialBudget = 512;
+
+    // Traces gray slab blocks until the work list is empty (true) or budget blocks were traced (false: the rest, with
+    // the blocks already prefetched, is back on the work list).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
-    private static void DrainSlabs()
+    private static bool DrainSlabs(int budget)
     {
         // Gray blocks wait in a short FIFO after leaving the work list, their memory and side-table entries prefetched,
         // so the loads that would miss overlap with scanning the blocks ahead of them (the order of marking does not
@@ -643,7 +679,13 @@ internal static unsafe partial class LeakScanner
                 ahead[(first + count++) & (PrefetchDepth - 1)] = next;
             }
             if (count == 0)
-                return;
+                return true;
+            if (budget-- == 0)
+            {
+                for (int k = count - 1; k >= 0; k--)
+                    s_slabWork.Push(ahead[(first + k) & (PrefetchDepth - 1)]);
+                return false;
+            }
             ulong packed = ~ahead[first];
             first = (first + 1) & (PrefetchDepth - 1);
             count--;
@@ -723,7 +765,7 @@ internal static unsafe partial class LeakScanner
         {
             uint size = SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
             byte* p = KmemMap.UnitAddress(o.Unit) + (nuint)o.Slot * size;
-            if (!forChecksum && SlabAreas.Count > 0 && SlabAreas.TryGetValue((nuint)(p - KmemMap.Base), out var areas))
+            if (!forChecksum && AreasOf(o.Unit, o.Slot, (nuint)(p - KmemMap.Base)) is { } areas)
             {
                 foreach ((nuint off, nuint len) in areas)
                     visit(p + off, Math.Min(len, size - off));
@@ -791,13 +833,20 @@ internal static unsafe partial class LeakScanner
     private static void ScanSlab(uint unit, uint slot)
     {
         byte* meta = SlabMeta.Of(unit);
-        if (SlabMeta.Owner(meta, slot) == 0 || ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.NoScan | LeakState.Black)) != 0)
-            return; // a free slot, a block not to be scanned, or an ignored one (grayed by a reference: see ReferenceKmem)
+        if (SlabMeta.Owner(meta, slot) == 0)
+        {
+            // A free slot, grayed by a stale word (see ReferenceKmem): the bit goes, so that a block allocated here
+            // during the scan is still scanned when it is referenced, or by the second chance.
+            Bits(unit, Gray)[slot >> 6] &= ~(1UL << (int)(slot & 63));
+            return;
+        }
+        if (((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.NoScan | LeakState.Black)) != 0)
+            return; // a block not to be scanned, or an ignored one (grayed by a reference)
         s_curUnit = unit;
         s_curSlot = slot;
         uint size = SizeClasses.SizeOf(PageMap.Entry(unit)->Class);
         byte* p = KmemMap.UnitAddress(unit) + (nuint)slot * size;
-        if (SlabAreas.Count > 0 && SlabAreas.TryGetValue((nuint)(p - KmemMap.Base), out var areas))
+        if (AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)
         {
             foreach ((nuint off, nuint len) in areas)
                 ScanRange(p + off, Math.Min(len, size - off));
@@ -880,8 +929,8 @@ internal static unsafe partial class LeakScanner
                 if (unit >= s_bitmapsReady.Length || !s_bitmapsReady[unit])
                     return; // a slab made after the scan started
                 // Only the gray bit is touched here (the bitmaps are dense and stay in cache). Whether the slot holds a
-                // live, scannable block is asked when the block is taken off the work list, after Drain's prefetch of
-                // its side-table entries: a gray bit on a free or black slot changes nothing (neither is ever white).
+                // live, scannable block is asked when the block is taken off the work list, after the prefetch of its
+                // side-table entries: a black slot is never white, and a free slot's bit is cleared then (ScanSlab).
                 ref ulong w = ref Bits(unit, Gray)[slot >> 6];
                 ulong bit = 1UL << (int)(slot & 63);
                 if ((w & bit) != 0)

@@ -40,7 +40,7 @@ internal static class KmemMetrics
 
     public static void ScanCompleted(LeakScanResult result)
     {
-        Volatile.Write(ref s_suspected, result.Leaks.Count);
+        Volatile.Write(ref s_suspected, result.LeakCount); // the count only: the reports are made when someone reads them
         s_scanDuration.Record(result.Stats.Duration.TotalSeconds);
     }
 

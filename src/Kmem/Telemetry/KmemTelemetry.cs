@@ -19,7 +19,7 @@ internal static class KmemTelemetry
             return;
         foreach (LeakReport l in result.NewLeaks)
             log.SuspectedLeak($"0x{l.Address:x}", (long)l.Size, l.Type, l.Site, l.Direct ? 1 : 0, "");
-        log.LeakScanCompleted(result.NewLeaks.Count, result.Leaks.Count, result.Stats.Duration.TotalMilliseconds, result.Stats.Objects);
+        log.LeakScanCompleted(result.NewLeaks.Count, result.LeakCount, result.Stats.Duration.TotalMilliseconds, result.Stats.Objects);
     }
 
     public static void Message(KmemMessageKind kind, string text)
