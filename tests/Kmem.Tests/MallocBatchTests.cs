@@ -11,7 +11,7 @@ public unsafe class MallocBatchTests
     public void Batch_blocks_are_counted_as_Malloc_blocks_and_either_side_frees_them()
     {
         var type = Types.New();
-        nuint[] sizes = [1, 16, 64, 100, 512, 2048, 4096, 20_000, 100_000]; // the last two are large blocks
+        nuint[] sizes = [1, 16, 64, 100, 512, 2048, 4096, 20_000, 100_000]; // the last is a large block (whole pages)
         var blocks = new List<nint>();
         MallocBatch batch = Heap.Batch(type);
         Assert.Same(type, batch.Type);
@@ -89,18 +89,35 @@ public unsafe class MallocBatchTests
     {
         var type = Types.New();
         type.Diagnostic = true;
+        var messages = new List<string>();
+        void OnMessage(KmemMessageKind kind, string text)
+        {
+            lock (messages)
+                messages.Add(text);
+        }
+        KmemDiagnostics.Message += OnMessage;
         try
         {
             MallocBatch batch = Heap.Batch(type);
+            // Allocation side: only DIAGNOSTIC's malloc puts a redzone after the 50 bytes, so only it sees this write.
+            byte* q = (byte*)batch.Malloc(50);
+            q[50] = 0;
+            batch.Free(q);
+            string after = "0x" + ((nuint)(q + 50)).ToString("x");
+            string m;
+            lock (messages)
+                m = Assert.Single(messages, t => t.StartsWith($"REDZONE: Buffer overflow detected. 1 byte corrupted after {after} ", StringComparison.Ordinal));
+            Assert.Contains($"type {type.ShortDesc}, allocated at {nameof(A_DIAGNOSTIC_type_keeps_its_checks_through_a_batch)} at ", m);
+            // Free side: poisoned and quarantined, then a second free panics.
             void* p = batch.Malloc(64);
             batch.Free(p);
-            Assert.Equal(0xdeadbeefu, *(uint*)p); // DIAGNOSTIC's free ran: poisoned, waiting in the quarantine
-            void* q = p;
-            var e = Assert.Throws<KmemPanicException>(() => Heap.Batch(type).Free(q));
+            Assert.Equal(0xdeadbeefu, *(uint*)p);
+            var e = Assert.Throws<KmemPanicException>(() => Heap.Batch(type).Free(p));
             Assert.Contains("duplicated free", e.Message);
         }
         finally
         {
+            KmemDiagnostics.Message -= OnMessage;
             type.Diagnostic = false;
         }
     }

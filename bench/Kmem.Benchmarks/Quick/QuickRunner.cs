@@ -135,13 +135,17 @@ internal static class QuickRunner
         r.TargetRatio("64 B pair, batch of 1000 <= 0.8x mimalloc", AllocWorkloads.Batch, Kmem, AllocWorkloads.Mimalloc,
             "<=", 0.8);
         r.TargetRatio("mixed 16 B-4 KiB <= 1.0x mimalloc", AllocWorkloads.Mixed, Kmem, AllocWorkloads.Mimalloc, "<=", 1.0);
-        // The same three with MallocBatch (extra rows: the targets are about Heap.Malloc/Free).
-        r.TargetRatio("(extra) MallocBatch: 64 B pair, tight <= 0.8x mimalloc", AllocWorkloads.Tight, AllocWorkloads.KmemBatch,
+        // The same three with MallocBatch: extras, since the targets are about Heap.Malloc/Free.
+        r.ExtraRatio("MallocBatch: 64 B pair, tight <= 0.8x mimalloc", AllocWorkloads.Tight, AllocWorkloads.KmemBatch,
             AllocWorkloads.Mimalloc, "<=", 0.8);
-        r.TargetRatio("(extra) MallocBatch: 64 B pair, batch of 1000 <= 0.8x mimalloc", AllocWorkloads.Batch,
+        r.ExtraRatio("MallocBatch: 64 B pair, batch of 1000 <= 0.8x mimalloc", AllocWorkloads.Batch,
             AllocWorkloads.KmemBatch, AllocWorkloads.Mimalloc, "<=", 0.8);
-        r.TargetRatio("(extra) MallocBatch: mixed <= 1.0x mimalloc", AllocWorkloads.Mixed, AllocWorkloads.KmemBatch,
+        r.ExtraRatio("MallocBatch: mixed <= 1.0x mimalloc", AllocWorkloads.Mixed, AllocWorkloads.KmemBatch,
             AllocWorkloads.Mimalloc, "<=", 1.0);
+        r.ExtraValue("compute (registers only, the machine's reference): 2 threads >= 1.8x one thread", ScalingWorkload,
+            AllocWorkloads.Compute, ">=", 1.8);
+        r.ExtraValue("mimalloc (the allocator reference): 2 threads >= 1.8x one thread", ScalingWorkload,
+            AllocWorkloads.Mimalloc, ">=", 1.8);
         r.TargetRatio("mixed, tracking on <= 1.3x tracking off", AllocWorkloads.Mixed, KmemTracking, Kmem, "<=", 1.3);
         r.TargetRatio("64 B tight pair, tracking on <= 1.3x tracking off", AllocWorkloads.Tight, KmemTracking, Kmem, "<=", 1.3);
         r.TargetValue("2 threads >= 1.8x one thread", ScalingWorkload, Kmem, ">=", 1.8);

@@ -19,7 +19,7 @@ internal sealed record BenchRatio(string Target, string Workload, string Figure,
 /// <summary>The whole result file. <paramref name="Ratios"/>, <paramref name="Date"/>, <paramref name="Commit"/> and
 /// <paramref name="Command"/> are null in the modes that have no targets.</summary>
 internal sealed record BenchReport(string Machine, BenchRun[] Runs, BenchRatio[]? Ratios = null, string? Date = null,
-    string? Commit = null, string? Command = null);
+    string? Commit = null, string? Command = null, BenchRatio[]? Extras = null);
 
 /// <summary>Source-generated serializer for <see cref="BenchReport"/>.</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true,
@@ -53,9 +53,12 @@ internal static class BenchJson
         [.. results.Rows.Select(r => new BenchRun(r.Workload, r.Subject, Round(r.Median), r.Unit))],
         info is null
             ? null
-            : [.. results.Targets.Select(t => new BenchRatio(t.Description, t.Workload, t.Figure,
-                t.Value is { } v ? Math.Round(v, 3) : null, t.Comparison, t.Limit, t.Met))],
-        info?.DateUtc, info?.Commit, info?.Command);
+            : [.. results.Targets.Select(ToRatio)],
+        info?.DateUtc, info?.Commit, info?.Command,
+        info is null || results.Extras.Count == 0 ? null : [.. results.Extras.Select(ToRatio)]);
+
+    private static BenchRatio ToRatio(Target t) => new(t.Description, t.Workload, t.Figure,
+        t.Value is { } v ? Math.Round(v, 3) : null, t.Comparison, t.Limit, t.Met);
 
     private static double Round(double value) => Math.Round(value, Math.Abs(value) >= 100 ? 1 : 2);
 

@@ -55,9 +55,23 @@ internal static class MarkdownReport
         md.AppendLine();
         md.AppendLine("**Targets** (issue #8; ratios of medians from this run):");
         md.AppendLine();
-        md.AppendLine("| target | workload | figure | measured | limit | result |");
+        AppendTargets(md, results.Targets, "target", "result");
+        if (results.Extras.Count > 0)
+        {
+            md.AppendLine();
+            md.AppendLine("**Extra comparisons** (not targets of the issue: other subjects, held to the same limits):");
+            md.AppendLine();
+            AppendTargets(md, results.Extras, "comparison", "within the limit");
+        }
+
+        return md.ToString();
+    }
+
+    private static void AppendTargets(StringBuilder md, List<Target> targets, string what, string verdict)
+    {
+        md.AppendLine($"| {what} | workload | figure | measured | limit | {verdict} |");
         md.AppendLine("|---|---|---|---:|---|---|");
-        foreach (Target t in results.Targets)
+        foreach (Target t in targets)
         {
             string value = t.Value is { } v ? v.ToString("F2", CultureInfo.InvariantCulture) : "–";
             string met = t.Met switch { true => "met", false => "**missed**", null => "not measured" };
@@ -65,8 +79,6 @@ internal static class MarkdownReport
                 + t.Limit.ToString("0.##", CultureInfo.InvariantCulture);
             md.AppendLine($"| {t.Description} | `{t.Workload}` | {t.Figure} | {value} | {limit} | {met} |");
         }
-
-        return md.ToString();
     }
 
     /// <summary>

@@ -29,6 +29,10 @@ internal sealed class Results
 
     public List<Row> Rows { get; } = [];
     public List<Target> Targets { get; } = [];
+
+    /// <summary>Comparisons shown beside the targets, held to the same limits, but not targets of the issue (other
+    /// subjects than the ones the issue names).</summary>
+    public List<Target> Extras { get; } = [];
     public List<string> Notes { get; } = [];
 
     /// <summary>Workloads in the order their first row or description arrived.</summary>
@@ -80,15 +84,28 @@ internal sealed class Results
 
     /// <summary>A target on <c>numerator/denominator</c> of two subjects' medians on one workload.</summary>
     public void TargetRatio(string description, string workload, string numerator, string denominator,
+        string comparison, double limit) =>
+        Targets.Add(Ratio(description, workload, numerator, denominator, comparison, limit));
+
+    /// <summary>An extra comparison on <c>numerator/denominator</c> (see <see cref="Extras"/>).</summary>
+    public void ExtraRatio(string description, string workload, string numerator, string denominator,
+        string comparison, double limit) =>
+        Extras.Add(Ratio(description, workload, numerator, denominator, comparison, limit));
+
+    private Target Ratio(string description, string workload, string numerator, string denominator,
         string comparison, double limit)
     {
         double? value = Median(workload, numerator) is { } n && Median(workload, denominator) is { } d && d > 0
             ? n / d
             : null;
-        Targets.Add(new Target(description, workload, $"{numerator}/{denominator}", value, comparison, limit));
+        return new Target(description, workload, $"{numerator}/{denominator}", value, comparison, limit);
     }
 
     /// <summary>A target on one subject's median.</summary>
     public void TargetValue(string description, string workload, string subject, string comparison, double limit) =>
         Targets.Add(new Target(description, workload, subject, Median(workload, subject), comparison, limit));
+
+    /// <summary>An extra comparison on one subject's median (see <see cref="Extras"/>).</summary>
+    public void ExtraValue(string description, string workload, string subject, string comparison, double limit) =>
+        Extras.Add(new Target(description, workload, subject, Median(workload, subject), comparison, limit));
 }

@@ -36,6 +36,9 @@ public sealed record LeakReport
 
     /// <summary>Its address (the per-CPU cookie for per-CPU objects, the physical address for phys objects).</summary>
     public nuint Address => ~_addressComplement;
+
+    /// <summary>~<see cref="Address"/>: for code that compares addresses without holding one (the scan would see it).</summary>
+    internal nuint AddressComplement => _addressComplement;
     /// <summary>Its size as tracked (the block's class size, whole pages, or the registered size).</summary>
     public nuint Size { get; }
     /// <summary>Its malloc type's short description ("" for foreign and phys objects).</summary>
