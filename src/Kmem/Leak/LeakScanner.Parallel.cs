@@ -193,7 +193,7 @@ internal static unsafe partial class LeakScanner
         ScanWordsOnLane(me, p, size, unit, slot);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.AggressiveInlining)]
     private static void ScanWordsOnLane(MarkLane me, byte* start, nuint length, uint unit, uint slot)
     {
         me.Bytes += (long)length;
