@@ -76,7 +76,9 @@ internal static class Program
             case [KmemChild.ChildMode, .. var rest]:
                 return KmemChild.RunChild(rest); // the KMEMLEAK=off side of the allocation workloads
             case [LeakbenchWorkload.ChildMode, var objects]:
-                return LeakbenchWorkload.RunChild(objects); // Kmem's leakbench heap, alone in its process
+                return LeakbenchWorkload.RunChild(objects, null); // Kmem's leakbench heap, alone in its process
+            case [LeakbenchWorkload.ChildMode, var objects, var scans]:
+                return LeakbenchWorkload.RunChild(objects, scans); // the same with more scans (bench/scripts/ab_scan.py)
             case [MemoryWorkloads.RssChildMode, var allocator]:
                 return MemoryWorkloads.RunRssChild(allocator); // rss-1m and metadata-per-object
             case [MemoryWorkloads.StatsChildMode]:

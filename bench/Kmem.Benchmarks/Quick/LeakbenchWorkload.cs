@@ -123,14 +123,23 @@ internal static unsafe class LeakbenchWorkload
         public fixed ulong Payload[6];
     }
 
-    /// <summary>The child (<c>quick-child-leakbench N</c>): builds the heap, scans three times, prints the scans and the
-    /// result line. Exit code 1 when the leak counts are wrong, 2 on bad arguments, 3 when tracking is off.</summary>
-    public static int RunChild(string objectsText)
+    /// <summary>The child (<c>quick-child-leakbench N [SCANS]</c>): builds the heap, scans three times (or SCANS ≥ 3
+    /// times), prints the scans and the result line (the last scan's figures). Exit code 1 when the leak counts are
+    /// wrong, 2 on bad arguments, 3 when tracking is off.</summary>
+    public static int RunChild(string objectsText, string? scansText)
     {
         if (!int.TryParse(objectsText, NumberStyles.None, CultureInfo.InvariantCulture, out int objects)
             || objects < 1000)
         {
             Console.Error.WriteLine($"error: {ChildMode} needs a number of objects of at least 1000, not '{objectsText}'");
+            return 2;
+        }
+
+        int scans = Scans;
+        if (scansText is not null
+            && (!int.TryParse(scansText, NumberStyles.None, CultureInfo.InvariantCulture, out scans) || scans < Scans))
+        {
+            Console.Error.WriteLine($"error: {ChildMode} needs a number of scans of at least {Scans}, not '{scansText}'");
             return 2;
         }
 
@@ -158,7 +167,7 @@ internal static unsafe class LeakbenchWorkload
         bool countsOk = true;
         double steady = 0;
         LeakScanStats parts = null!;
-        for (int scan = 1; scan <= Scans; scan++)
+        for (int scan = 1; scan <= scans; scan++)
         {
             start = Stopwatch.GetTimestamp();
             LeakScanResult result = Kmemleak.Scan();
