@@ -413,8 +413,15 @@ public static unsafe class Kmemleak
 
     /// <summary>Runs a scan now and returns what it found (with <c>gc=on</c>, after a blocking full GC). The text report
     /// is <see cref="Read"/>.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)] // its frame marks where the caller's stack ends and the detector's begins
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static LeakScanResult Scan()
+    {
+        ClearDeadStack();
+        return ScanFromHere();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)] // its frame marks where the caller's stack ends and the detector's begins
+    private static LeakScanResult ScanFromHere()
     {
         // The caller's registers, saved at the bottom of this frame: from here up is the program's stack (scanned),
         // below is the detector's own.
@@ -422,6 +429,19 @@ public static unsafe class Kmemleak
         Platform.OsPages.SaveRegisters(registers);
         return Run(s_gcBeforeScan, ~(nuint)registers);
     }
+
+    // Zeroes the dead stack below the caller's frame, where the frame that saves the caller's registers is made next.
+    // That frame is scanned (it is above the cut), and the slots the JIT gives it would otherwise still hold whatever
+    // earlier calls left there: a copy of a block's address (the reports of the last scan are made at this depth) would
+    // keep that block from being reported.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ClearDeadStack()
+    {
+        byte* dead = stackalloc byte[DeadStackBytes];
+        new Span<byte>(dead, DeadStackBytes).Clear();
+    }
+
+    private const int DeadStackBytes = 16 << 10;
 
     private static LeakScanResult Run(bool collect, nuint callerStackComplement)
     {
@@ -497,14 +517,23 @@ public static unsafe class Kmemleak
     /// <summary>Where the process roots hold a reference into the object at <paramref name="ptr"/> right now: each location
     /// with the mapping it lies in, as /proc/self/maps names it, and for a stack the thread. For "why is this not
     /// reported?" questions. The caller's own copy of the pointer, if it keeps one, is listed too.</summary>
-    public static IReadOnlyList<string> FindRootReferences(void* ptr) => FindRootReferencesOf(~(nuint)ptr);
+    public static IReadOnlyList<string> FindRootReferences(void* ptr)
+    {
+        nuint ptrComplement = ~(nuint)ptr; // kept complemented across the call below
+        ClearDeadStack(); // as Scan: the marker frame below is made on clean stack
+        return FindRootReferencesOf(ptrComplement);
+    }
 
     [MethodImpl(MethodImplOptions.NoInlining)] // like Scan: the frame that marks where the detector's stack begins
     private static IReadOnlyList<string> FindRootReferencesOf(nuint ptrComplement)
     {
         byte* registers = stackalloc byte[Platform.OsPages.RegisterBytes];
         Platform.OsPages.SaveRegisters(registers);
-        nuint markerC = ~(nuint)registers;
+        return FindRootReferencesFrom(~(nuint)registers, ptrComplement);
+    }
+
+    private static IReadOnlyList<string> FindRootReferencesFrom(nuint markerC, nuint ptrComplement)
+    {
         TrackedObject? o = Resolve((void*)~ptrComplement);
         nuint startC = o is null ? ptrComplement : ~BlockStartOf(o.Value), size = o is null ? 1 : BlockSizeOf(o.Value);
         Platform.IProcessMemory process = Platform.OsPages.Process;
