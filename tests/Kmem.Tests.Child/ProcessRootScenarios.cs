@@ -377,9 +377,10 @@ internal static unsafe class ProcessRootScenarios
         }
     }
 
-    // Zeroes the stack below the caller, so that no stale copy of the next block's address lies where the scan reads.
+    // Zeroes the stack below the caller, so that no stale copy of an address lies where the next scan reads (also used by
+    // the fire-scan scenario).
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void ScrubStack()
+    internal static void ScrubStack()
     {
         byte* scrub = stackalloc byte[16384];
         new Span<byte>(scrub, 16384).Clear();

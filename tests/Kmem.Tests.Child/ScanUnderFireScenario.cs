@@ -72,7 +72,7 @@ internal static unsafe class ScanUnderFireScenario
                 // Dead frames below this one (where the block leaked on purpose was allocated, and where the reports of
                 // the last scan were made) are zeroed: Scan's first frame reuses that stack, and a stale copy of the
                 // block's address in one of its slots would be read as a root (about 1 run in 10 without this).
-                ScrubStack();
+                ProcessRootScenarios.ScrubStack();
                 LeakScanResult r = Kmemleak.Scan();
                 Check.True(r.Stats.ProcessRoots, $"scan {scan} read the process roots");
                 // Addresses are compared complemented: a raw copy left in this frame's registers would be a root for
@@ -107,12 +107,6 @@ internal static unsafe class ScanUnderFireScenario
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static nuint AllocLeaked(MallocType t) => ~(nuint)Heap.Malloc(96, t);
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void ScrubStack()
-    {
-        byte* scrub = stackalloc byte[16384];
-        new Span<byte>(scrub, 16384).Clear();
-    }
 
     // Maps regions, writes them, makes parts inaccessible or read-only and back, unmaps them.
     private static void Churn(Fire fire, int seed)
