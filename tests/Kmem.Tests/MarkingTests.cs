@@ -235,4 +235,47 @@ public unsafe class MarkingTests
             Kmemleak.Write("clear");
         }
     }
+
+    [Fact]
+    public void Slots_at_the_edges_of_bitmap_words_and_of_a_slab_are_decided_like_any_other()
+    {
+        // 48-byte blocks: 5461 to a slab, so a slab's last bitmap word is partial (21 slots). Two slabs' worth, every
+        // block held by the root table but those in the first or last slot of a 64-slot word or of the slab, which leak
+        // (the scan looks at a word's 64 slots at once, and must neither miss nor invent a block at either end).
+        var t = Types.New();
+        const int Size = 48;
+        int perSlab = (int)Slabs.SizeClasses.BlocksPerSlab(Slabs.SizeClasses.ClassOf(Size));
+        Assert.NotEqual(0, perSlab % 64);
+        int count = 2 * perSlab + 64;
+        using var root = new RootTable(count);
+        var leaked = new HashSet<nuint>();
+        var all = new List<nint>();
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                nint p = (nint)Heap.Malloc(Size, t, MallocFlags.Zero);
+                all.Add(p);
+                uint slot = (uint)(((nuint)p & Pages.KmemMap.UnitMask) / Size);
+                if (slot % 64 is 0 or 63 || slot == perSlab - 1)
+                    leaked.Add((nuint)p);
+                else
+                    root[i] = p;
+            }
+            Assert.Contains(all, p => (uint)(((nuint)p & Pages.KmemMap.UnitMask) / Size) == perSlab - 1);
+
+            LeakScanResult r = Leaks.ScanTwice();
+            var reported = r.Of(t).Select(l => l.Address).ToHashSet();
+            Assert.True(leaked.SetEquals(reported), $"{leaked.Count} leaked, {reported.Count} reported, {leaked.Except(reported).Count()} missed");
+            Assert.Equal(leaked.Count, r.Tally(t.ShortDesc).OfType);
+        }
+        finally
+        {
+            for (int i = 0; i < count; i++)
+                root[i] = 0;
+            foreach (nint p in all)
+                Heap.Free((void*)p, t);
+            Kmemleak.Write("clear");
+        }
+    }
 }

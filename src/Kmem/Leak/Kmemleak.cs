@@ -499,7 +499,21 @@ public static unsafe class Kmemleak
                 KmemDiagnostics.Publish(KmemMessageKind.Warning, $"kmemleak: cannot read the process roots ({why}); this scan used registered roots only");
             s_rootsFailureSaid = outcome.ProcessRootsFailure;
             s_lastStartMs = start;
-            return new LeakScanResult(found.Count, () => Reports(newOnly: false), () => Reports(newOnly: true), s_lastStats = new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
+            LeakTally Tally(string type)
+            {
+                int direct = 0, isNew = 0, ofType = 0;
+                var isType = new Dictionary<ushort, bool>();
+                foreach (Unreferenced u in found)
+                {
+                    direct += u.Direct ? 1 : 0;
+                    isNew += u.New ? 1 : 0;
+                    if (!isType.TryGetValue(u.TypeIndex, out bool match))
+                        isType[u.TypeIndex] = match = Types.TypeRegistry.ByIndex(u.TypeIndex)?.ShortDesc == type;
+                    ofType += match ? 1 : 0;
+                }
+                return new LeakTally(found.Count, direct, isNew, ofType);
+            }
+            return new LeakScanResult(found.Count, () => Reports(newOnly: false), () => Reports(newOnly: true), Tally, s_lastStats = new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
             {
                 GcTime = gcTime,
                 ProcessRoots = outcome.ProcessRootsRead,

@@ -186,63 +186,84 @@ internal static unsafe partial class LeakScanner
         var found = new List<Unreferenced>((int)Math.Min(candidates, Array.MaxLength));
         int newLeaks = 0;
         long objects = 0;
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        void Decide(TrackedObject o, bool candidate)
+        // A candidate's birth decides whether it counts yet (not born during this scan, old enough), then its count of
+        // scans unreferenced goes up; reported when the count reaches the threshold. False: not reported (yet).
+        bool Ripe(ref LeakState state, uint thread, uint stamp, out int bornBefore, out bool isNew)
         {
-            ref LeakState state = ref StateOf(o);
-            if ((state & (LeakState.Black | LeakState.Root)) != 0)
-                return;
-            if (!candidate)
-            {
-                if ((state & LeakState.UnrefMask) != 0)
-                    state = LeakStates.WithUnref(state, 0);
-                return;
-            }
-            (uint thread, uint stamp) = BirthOf(o);
-            int bornBefore = FirstScanAfterBirth(thread, stamp);
+            isNew = false;
+            bornBefore = FirstScanAfterBirth(thread, stamp);
             if (bornBefore < 0 || bornBefore > scanIndex)
-                return; // allocated during this scan
+                return false; // allocated during this scan
             if (s_history[bornBefore].StartMs + minAgeMs > mark.StartMs)
-                return; // too young (measured from this scan's start)
+                return false; // too young (measured from this scan's start)
             int unref = LeakStates.Unref(state) + 1;
             state = LeakStates.WithUnref(state, unref);
             if (unref < unrefScans)
-                return;
-            bool isNew = (state & LeakState.Reported) == 0;
+                return false;
+            isNew = (state & LeakState.Reported) == 0;
             if (isNew)
             {
                 state |= LeakState.Reported;
                 newLeaks++;
             }
-            Unreferenced u = Describe(o, thread, stamp, bornBefore);
-            u.New = isNew;
-            found.Add(u);
+            return true;
         }
+        uint[] contexts = Diagnostics.AllocContexts.ThreadOrdinals(); // context → thread ordinal, for this scan
+        // Slab blocks a bitmap word (64 slots) at a time: which slots hold a block (owner column), which of those are
+        // white (candidates, decided one by one) and which referenced blocks carry an unreferenced count to clear.
         foreach (uint unit in s_slabs)
         {
             byte* meta = SlabMeta.Of(unit);
-            uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
+            int cls = PageMap.Entry(unit)->Class;
+            uint n = SizeClasses.BlocksPerSlab(cls), size = SizeClasses.SizeOf(cls);
             ulong* white = Bits(unit, White);
-            for (uint slot = 0; slot < n; slot++)
+            for (uint first = 0; first < n; first += 64)
             {
-                if (SlabMeta.Owner(meta, slot) == 0)
+                ulong owned = Owned(meta, first, n);
+                if (owned == 0)
                     continue;
-                objects++;
-                if ((white[slot >> 6] & (1UL << (int)(slot & 63))) != 0)
+                objects += BitOperations.PopCount(owned);
+                ulong white64 = owned & white[first >> 6];
+                // Referenced (most blocks): Decide's non-candidate case, on the state bytes alone.
+                for (ulong counted = ~SlabMeta.StateMask(meta, first, (byte)LeakState.UnrefMask, 0) & owned & ~white64; counted != 0; counted &= counted - 1)
                 {
-                    Decide(new TrackedObject(null, unit, slot), candidate: true);
-                    continue;
+                    ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, first + (uint)BitOperations.TrailingZeroCount(counted)));
+                    if ((state & (LeakState.Black | LeakState.Root)) == 0)
+                        state = LeakStates.WithUnref(state, 0);
                 }
-                // Referenced (most blocks): Decide's non-candidate case inline, on the state byte alone.
-                ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, slot));
-                if ((state & LeakState.UnrefMask) != 0 && (state & (LeakState.Black | LeakState.Root)) == 0)
-                    state = LeakStates.WithUnref(state, 0);
+                for (; white64 != 0; white64 &= white64 - 1)
+                {
+                    uint slot = first + (uint)BitOperations.TrailingZeroCount(white64);
+                    ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, slot));
+                    if ((state & (LeakState.Black | LeakState.Root)) != 0)
+                        continue;
+                    uint context = SlabMeta.Site(meta, slot), stamp = SlabMeta.Stamp(meta, slot);
+                    uint thread = context < contexts.Length ? contexts[context] : Diagnostics.AllocContexts.ThreadOrdinalOf(context);
+                    if (!Ripe(ref state, thread, stamp, out int bornBefore, out bool isNew))
+                        continue;
+                    Unreferenced u = DescribeSlab(meta, unit, slot, size, thread, stamp, bornBefore);
+                    u.New = isNew;
+                    found.Add(u);
+                }
             }
         }
         foreach (LeakRecord r in s_records)
         {
             objects++;
-            Decide(new TrackedObject(r, 0, 0), recordWhite.Contains(r));
+            ref LeakState state = ref r.State;
+            if ((state & (LeakState.Black | LeakState.Root)) != 0)
+                continue;
+            if (!recordWhite.Contains(r))
+            {
+                if ((state & LeakState.UnrefMask) != 0)
+                    state = LeakStates.WithUnref(state, 0);
+                continue;
+            }
+            if (!Ripe(ref state, r.Thread, r.Stamp, out int bornBefore, out bool isNew))
+                continue;
+            Unreferenced u = DescribeRecord(r, bornBefore);
+            u.New = isNew;
+            found.Add(u);
         }
         s_contexts = null;
         if (found.Count < found.Capacity / 2)
@@ -358,6 +379,7 @@ internal static unsafe partial class LeakScanner
     }
 
     // The first index whose value is ≥ value in an ascending span (its length if none).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // once per candidate of a scan: no tiering
     private static int LowerBound<T>(ReadOnlySpan<T> sorted, T value) where T : System.Numerics.IComparisonOperators<T, T, bool>
     {
         int lo = 0, hi = sorted.Length;
@@ -460,6 +482,16 @@ internal static unsafe partial class LeakScanner
 
     private static ulong* Bits(uint unit, int which) => SlabMeta.Bitmap(SlabMeta.Of(unit), which);
 
+    private const byte RootOrBlack = (byte)(LeakState.Root | LeakState.Black);
+
+    // The slots from first (a multiple of 64) that hold a block, a bit each, none at or past n (the slab's block count).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Owned(byte* meta, uint first, uint n)
+    {
+        ulong owned = SlabMeta.OwnedMask(meta, first);
+        return n - first >= 64 ? owned : owned & ((1UL << (int)(n - first)) - 1);
+    }
+
     private static int Words(uint unit) => (int)((SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class) + 63) / 64);
 
     // Whether some candidate would be reported for the first time by this scan (old enough, enough unreferenced scans).
@@ -508,9 +540,10 @@ internal static unsafe partial class LeakScanner
         {
             byte* meta = SlabMeta.Of(unit);
             uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
-            for (uint slot = 0; slot < n; slot++)
-                if (SlabMeta.Owner(meta, slot) != 0 && ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.Root | LeakState.Black)) == LeakState.Root)
-                    GraySlab(unit, slot);
+            for (uint first = 0; first < n; first += 64)
+                for (ulong roots = Owned(meta, first, n) & SlabMeta.StateMask(meta, first, RootOrBlack, (byte)LeakState.Root);
+                     roots != 0; roots &= roots - 1)
+                    GraySlab(unit, first + (uint)BitOperations.TrailingZeroCount(roots));
         }
         foreach (LeakRecord r in s_records)
             if ((r.State & LeakState.Black) == 0 && ((r.State & LeakState.Root) != 0 || r.MinCount == 0))
@@ -527,22 +560,28 @@ internal static unsafe partial class LeakScanner
             foreach (uint unit in s_slabs)
             {
                 byte* meta = SlabMeta.Of(unit);
-                uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
+                int cls = PageMap.Entry(unit)->Class;
+                uint n = SizeClasses.BlocksPerSlab(cls), size = SizeClasses.SizeOf(cls);
+                byte* blocks = KmemMap.UnitAddress(unit);
                 ulong* gray = Bits(unit, Gray);
-                for (uint slot = 0; slot < n; slot++)
+                for (uint first = 0; first < n; first += 64)
                 {
-                    if (SlabMeta.Owner(meta, slot) == 0 || (gray[slot >> 6] & (1UL << (int)(slot & 63))) != 0
-                        || ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.Black | LeakState.Root)) != 0)
-                        continue;
-                    var o = new TrackedObject(null, unit, slot);
-                    uint crc = Checksum(o);
-                    ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, slot));
-                    ref uint stored = ref SlabMeta.Crc(meta, slot);
-                    if ((state & LeakState.CrcValid) == 0 || crc != stored)
+                    ulong whiteNow = Owned(meta, first, n) & ~gray[first >> 6] & SlabMeta.StateMask(meta, first, RootOrBlack, 0);
+                    for (; whiteNow != 0; whiteNow &= whiteNow - 1)
                     {
-                        stored = crc;
-                        state |= LeakState.CrcValid;
-                        GraySlab(unit, slot);
+                        uint slot = first + (uint)BitOperations.TrailingZeroCount(whiteNow);
+                        ulong next = whiteNow & (whiteNow - 1);
+                        if (next != 0 && Sse.IsSupported) // the next block's memory while this one is summed
+                            Sse.Prefetch0(blocks + (nuint)(first + (uint)BitOperations.TrailingZeroCount(next)) * size);
+                        uint crc = Crc32C(LeakStates.NoCrc, blocks + (nuint)slot * size, size);
+                        ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, slot));
+                    ref uint stored = ref SlabMeta.Crc(meta, slot);
+                        if ((state & LeakState.CrcValid) == 0 || crc != stored)
+                        {
+                            stored = crc;
+                            state |= LeakState.CrcValid;
+                            GraySlab(unit, slot);
+                        }
                     }
                 }
             }
@@ -565,11 +604,8 @@ internal static unsafe partial class LeakScanner
             uint n = SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class);
             ulong* gray = Bits(unit, Gray);
             ulong* w = Bits(unit, white);
-            new Span<ulong>(w, Words(unit)).Clear();
-            for (uint slot = 0; slot < n; slot++)
-                if (SlabMeta.Owner(meta, slot) != 0 && (gray[slot >> 6] & (1UL << (int)(slot & 63))) == 0
-                    && ((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.Black | LeakState.Root)) == 0)
-                    w[slot >> 6] |= 1UL << (int)(slot & 63);
+            for (uint first = 0; first < n; first += 64)
+                w[first >> 6] = Owned(meta, first, n) & ~gray[first >> 6] & SlabMeta.StateMask(meta, first, RootOrBlack, 0);
         }
         var whiteRecords = new HashSet<LeakRecord>();
         foreach (LeakRecord r in s_records)
@@ -1298,27 +1334,25 @@ internal static unsafe partial class LeakScanner
     // ---- describing ----
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static Unreferenced Describe(TrackedObject o, uint thread, uint stamp, int bornBefore)
+    private static Unreferenced DescribeRecord(LeakRecord r, int bornBefore) => new()
+    {
+        Object = new TrackedObject(r, 0, 0), Offset = r.Key, Kind = r.Kind, Size = r.Size, TypeIndex = r.TypeIndex, Context = r.Context,
+        Thread = r.Thread, Stamp = r.Stamp, BornBeforeScan = bornBefore, BirthMs = r.BirthMs, Crc = r.Crc, Direct = true,
+    };
+
+    private static Unreferenced DescribeSlab(byte* meta, uint unit, uint slot, uint size, uint thread, uint stamp, int bornBefore)
     {
         long birthMs = BirthLowerBound(bornBefore);
-        if (o.Record is { } r)
-            return new Unreferenced
-            {
-                Object = o, Offset = r.Key, Kind = r.Kind, Size = r.Size, TypeIndex = r.TypeIndex, Context = r.Context,
-                Thread = thread, Stamp = stamp, BornBeforeScan = bornBefore, BirthMs = r.BirthMs, Crc = r.Crc, Direct = true,
-            };
-        byte* meta = SlabMeta.Of(o.Unit);
-        uint size = SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
-        nuint offset = ((nuint)o.Unit << KmemMap.UnitShift) + (nuint)o.Slot * size;
-        ushort owner = SlabMeta.Owner(meta, o.Slot);
+        nuint offset = ((nuint)unit << KmemMap.UnitShift) + (nuint)slot * size;
+        ushort owner = SlabMeta.Owner(meta, slot);
         // A redzoned block is reported as its caller knows it: the address after the front zone, the size asked for.
         bool zoned = (owner & Checks.Redzones.OwnerFlag) != 0;
         return new Unreferenced
         {
-            Object = o, Offset = offset, Kind = null, Size = zoned ? Checks.Redzones.RequestedSize(KmemMap.Base + offset, size) : size,
+            Object = new TrackedObject(null, unit, slot), Offset = offset, Kind = null, Size = zoned ? Checks.Redzones.RequestedSize(KmemMap.Base + offset, size) : size,
             Front = zoned ? (byte)Checks.Redzones.Front : (byte)0,
-            TypeIndex = (ushort)(owner & Checks.Redzones.TypeMask), Context = SlabMeta.Site(meta, o.Slot), Thread = thread, Stamp = stamp,
-            BornBeforeScan = bornBefore, BirthMs = birthMs, Crc = SlabCrc(meta, o.Slot), Direct = true,
+            TypeIndex = (ushort)(owner & Checks.Redzones.TypeMask), Context = SlabMeta.Site(meta, slot), Thread = thread, Stamp = stamp,
+            BornBeforeScan = bornBefore, BirthMs = birthMs, Crc = SlabCrc(meta, slot), Direct = true,
         };
     }
 }

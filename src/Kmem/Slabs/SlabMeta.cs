@@ -3,6 +3,7 @@
 // detector a 32-bit birth stamp, a 32-bit checksum and a state byte: 15 bytes, plus three bits the leak scanner marks
 // with (gray, white, white again), committed with the rest of the slab's stride. No header.
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using Kmem.Pages;
 using Kmem.Platform;
 
@@ -81,6 +82,30 @@ internal static unsafe class SlabMeta
     /// <summary>The leak detector's state byte (<see cref="Leak.LeakState"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ref byte Leak(byte* meta, uint slot) => ref *(meta + LeakOffset + slot);
+
+    /// <summary>Bit i set when slot <paramref name="first"/> + i holds a block (its owner is not 0), for 64 slots from
+    /// <paramref name="first"/> (a multiple of 64; the columns have room for whole words).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // the scan's loops over all slots: a call each costs more than the loads
+    public static ulong OwnedMask(byte* meta, uint first)
+    {
+        ushort* o = (ushort*)(meta + OwnersOffset) + first;
+        ulong free = Vector256.Equals(Vector256.Load(o), Vector256<ushort>.Zero).ExtractMostSignificantBits()
+            | (ulong)Vector256.Equals(Vector256.Load(o + 16), Vector256<ushort>.Zero).ExtractMostSignificantBits() << 16
+            | (ulong)Vector256.Equals(Vector256.Load(o + 32), Vector256<ushort>.Zero).ExtractMostSignificantBits() << 32
+            | (ulong)Vector256.Equals(Vector256.Load(o + 48), Vector256<ushort>.Zero).ExtractMostSignificantBits() << 48;
+        return ~free;
+    }
+
+    /// <summary>Bit i set when the state byte of slot <paramref name="first"/> + i, masked with <paramref name="mask"/>,
+    /// equals <paramref name="value"/> (<see cref="Leak.LeakState"/> bits), for 64 slots as <see cref="OwnedMask"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong StateMask(byte* meta, uint first, byte mask, byte value)
+    {
+        byte* s = meta + LeakOffset + first;
+        Vector256<byte> m = Vector256.Create(mask), v = Vector256.Create(value);
+        return Vector256.Equals(Vector256.Load(s) & m, v).ExtractMostSignificantBits()
+            | (ulong)Vector256.Equals(Vector256.Load(s + 32) & m, v).ExtractMostSignificantBits() << 32;
+    }
 
     public static nint RegionStart => (nint)s_region;
 }
