@@ -181,10 +181,10 @@ internal static unsafe partial class LeakScanner
         }
         if (((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.NoScan | LeakState.Black)) != 0)
             return;
-        uint size = SizeClasses.SizeOf(PageMap.Entry(unit)->Class);
+        uint size = SizeClasses.SizeOf(PageMap.SlabClassPlusOne((nuint)unit << KmemMap.UnitShift) - 1);
         byte* p = KmemMap.UnitAddress(unit) + (nuint)slot * size;
         // The area lists only change under the scan lock, which this scan holds: every lane may read them.
-        if (AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)
+        if (s_anySlabAreas && AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)
         {
             foreach ((nuint off, nuint len) in areas)
                 ScanWordsOnLane(me, p + off, Math.Min(len, size - off), unit, slot);

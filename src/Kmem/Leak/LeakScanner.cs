@@ -100,6 +100,7 @@ internal static unsafe partial class LeakScanner
 
     /// <summary>Slab blocks' scan areas and excess references, by kmem_map offset (set through the API).</summary>
     public static readonly Dictionary<nuint, SlabAreaList> SlabAreas = new();
+    private static bool s_anySlabAreas; // SlabAreas is not empty (taken when a scan starts)
 
     /// <summary>The scan areas of one slab block, with the birth (context, stamp) of the block they were given for: a
     /// later block in the same slot does not inherit them (the entry is stale, and dropped when the next scan starts).</summary>
@@ -438,6 +439,7 @@ internal static unsafe partial class LeakScanner
             if (cls < 0 || !areas.IsFor(SlabMeta.Of(unit), SizeClasses.SlotOf(cls, offset & KmemMap.UnitMask)))
                 SlabAreas.Remove(offset);
         }
+        s_anySlabAreas = SlabAreas.Count > 0; // the lists change only under the scan lock, which the scan holds
         // Bitmaps live in the side tables from scan to scan (a slab keeps its class for good), committed with them when
         // the slab was made; a slab made after this list was taken is not part of this scan.
         if (s_bitmapsReady.Length != KmemMap.UnitCount)
@@ -880,9 +882,9 @@ internal static unsafe partial class LeakScanner
             return; // a block not to be scanned, or an ignored one (grayed by a reference)
         s_curUnit = unit;
         s_curSlot = slot;
-        uint size = SizeClasses.SizeOf(PageMap.Entry(unit)->Class);
+        uint size = SizeClasses.SizeOf(PageMap.SlabClassPlusOne((nuint)unit << KmemMap.UnitShift) - 1);
         byte* p = KmemMap.UnitAddress(unit) + (nuint)slot * size;
-        if (AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)
+        if (s_anySlabAreas && AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)
         {
             foreach ((nuint off, nuint len) in areas)
                 ScanRange(p + off, Math.Min(len, size - off));
