@@ -278,4 +278,43 @@ public unsafe class MarkingTests
             Kmemleak.Write("clear");
         }
     }
+
+    [Fact]
+    public void A_held_result_keeps_its_findings_and_a_collected_one_lends_its_list_to_a_later_scan()
+    {
+        var t = Types.New();
+        var leaked = new List<nint>();
+        for (int i = 0; i < 50; i++)
+            leaked.Add((nint)Heap.Malloc(64, t, MallocFlags.Zero));
+        try
+        {
+            // Held, its reports not made yet: later scans must not write into its list.
+            LeakScanResult held = Leaks.ScanTwice();
+            Assert.Equal(50, held.Tally(t.ShortDesc).OfType);
+            for (int i = 0; i < 10; i++)
+                *(nint*)leaked[i] = leaked[i + 10]; // the leaks change: later findings differ from the held ones
+            long reused = LeakScanner.FindingsReused;
+            ScanAndDrop(4);
+            Assert.True(LeakScanner.FindingsReused > reused, "no later scan reused the list of a collected result");
+            Assert.Equal(leaked.Select(p => (nuint)p).ToHashSet(), held.Of(t).Select(l => l.Address).ToHashSet());
+            Assert.Equal(50, held.Of(t).Count(l => l.Direct));
+        }
+        finally
+        {
+            foreach (nint p in leaked)
+                Heap.Free((void*)p, t);
+            Kmemleak.Write("clear");
+        }
+    }
+
+    // Scans whose results nobody keeps, each after a GC (as gc=on does; the tests scan with gc=off).
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void ScanAndDrop(int scans)
+    {
+        for (int i = 0; i < scans; i++)
+        {
+            GC.Collect();
+            _ = Kmemleak.Scan().LeakCount;
+        }
+    }
 }

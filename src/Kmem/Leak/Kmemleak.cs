@@ -502,18 +502,19 @@ public static unsafe class Kmemleak
             LeakTally Tally(string type)
             {
                 int direct = 0, isNew = 0, ofType = 0;
-                var isType = new Dictionary<ushort, bool>();
+                int last = -1;
+                bool match = false;
                 foreach (Unreferenced u in found)
                 {
                     direct += u.Direct ? 1 : 0;
                     isNew += u.New ? 1 : 0;
-                    if (!isType.TryGetValue(u.TypeIndex, out bool match))
-                        isType[u.TypeIndex] = match = Types.TypeRegistry.ByIndex(u.TypeIndex)?.ShortDesc == type;
+                    if (u.TypeIndex != last) // leaks of one type come in runs
+                        (last, match) = (u.TypeIndex, Types.TypeRegistry.ByIndex(u.TypeIndex)?.ShortDesc == type);
                     ofType += match ? 1 : 0;
                 }
                 return new LeakTally(found.Count, direct, isNew, ofType);
             }
-            return new LeakScanResult(found.Count, () => Reports(newOnly: false), () => Reports(newOnly: true), Tally, s_lastStats = new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
+            LeakScanResult result = new(found.Count, () => Reports(newOnly: false), () => Reports(newOnly: true), Tally, s_lastStats = new LeakScanStats(outcome.Objects, outcome.BytesScanned, outcome.Duration + gcTime)
             {
                 GcTime = gcTime,
                 ProcessRoots = outcome.ProcessRootsRead,
@@ -525,6 +526,8 @@ public static unsafe class Kmemleak
                 ClassifyTime = outcome.ClassifyTime,
                 Passes = outcome.Passes,
             });
+            LeakScanner.FindingsReadBy(found, result); // the list's memory serves a later scan once the result is gone
+            return result;
         }
     }
 
