@@ -336,7 +336,8 @@ internal static unsafe class ProcessRootScenarios
     private static void Read_survives_a_reported_foreign_object_made_inaccessible()
     {
         nuint mapC = MapRegistered();
-        Check.True(ReportedWithin(mapC), "the foreign object is a leak");
+        Check.True(ReportedWithin(mapC), "the foreign object is a leak; referenced from "
+            + string.Join("; ", Kmemleak.FindRootReferences((void*)~mapC)));
         Check.Contains($"unreferenced object 0x{~mapC:x} (size 4096):\n  comm", Kmemleak.Read());
         Libc.mprotect((nint)~mapC, 4096, Libc.ProtNone);
         string text = Kmemleak.Read();         // no hex dump now, and no crash

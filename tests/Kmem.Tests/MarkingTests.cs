@@ -284,37 +284,89 @@ public unsafe class MarkingTests
     {
         var t = Types.New();
         var leaked = new List<nint>();
-        for (int i = 0; i < 50; i++)
+        for (int i = 0; i < 60; i++)
             leaked.Add((nint)Heap.Malloc(64, t, MallocFlags.Zero));
+        int freed = 0;
         try
         {
             // Held, its reports not made yet: later scans must not write into its list.
             LeakScanResult held = Leaks.ScanTwice();
-            Assert.Equal(50, held.Tally(t.ShortDesc).OfType);
+            Assert.Equal(60, held.Tally(t.ShortDesc).OfType);
+            var heldAddresses = leaked.Select(p => (nuint)p).ToHashSet();
             for (int i = 0; i < 10; i++)
                 *(nint*)leaked[i] = leaked[i + 10]; // the leaks change: later findings differ from the held ones
             long reused = LeakScanner.FindingsReused;
-            ScanAndDrop(4);
+            // Scans whose results nobody keeps, each finding one leak fewer than the one before (a list of its own).
+            freed = ScanAndDrop(t, leaked, 6);
             Assert.True(LeakScanner.FindingsReused > reused, "no later scan reused the list of a collected result");
-            Assert.Equal(leaked.Select(p => (nuint)p).ToHashSet(), held.Of(t).Select(l => l.Address).ToHashSet());
-            Assert.Equal(50, held.Of(t).Count(l => l.Direct));
+            Assert.Equal(heldAddresses, held.Of(t).Select(l => l.Address).ToHashSet());
+            Assert.Equal(60, held.Of(t).Count(l => l.Direct));
         }
         finally
         {
-            foreach (nint p in leaked)
+            foreach (nint p in leaked.Take(leaked.Count - freed))
                 Heap.Free((void*)p, t);
             Kmemleak.Write("clear");
         }
     }
 
-    // Scans whose results nobody keeps, each after a GC (as gc=on does; the tests scan with gc=off).
+    // Scans whose results nobody keeps, each after a GC (as gc=on does; the tests scan with gc=off) and after freeing the
+    // last leaked block not freed yet; returns how many were freed (from the end of the list).
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private static void ScanAndDrop(int scans)
+    private static int ScanAndDrop(MallocType t, List<nint> leaked, int scans)
     {
         for (int i = 0; i < scans; i++)
         {
+            Heap.Free((void*)leaked[^(i + 1)], t);
             GC.Collect();
             _ = Kmemleak.Scan().LeakCount;
+        }
+        return scans;
+    }
+
+    [Fact]
+    public void A_scan_that_finds_what_the_previous_one_did_shares_its_findings_and_a_later_change_leaves_them_alone()
+    {
+        var t = Types.New();
+        // Allocated in an order other than their addresses' (freed, then taken again from the free list, last freed
+        // first), so that the order a scan finds them in is not the birth order their findings are kept in.
+        var leaked = new List<nint>();
+        for (int i = 0; i < 30; i++)
+            leaked.Add((nint)Heap.Malloc(64, t, MallocFlags.Zero));
+        foreach (nint p in leaked.OrderBy(p => p))
+            Heap.Free((void*)p, t);
+        leaked.Clear();
+        for (int i = 0; i < 30; i++)
+            leaked.Add((nint)Heap.Malloc(64, t, MallocFlags.Zero));
+        Assert.NotEqual(leaked.OrderBy(p => p), leaked);
+        var all = leaked.Select(p => (nuint)p).ToHashSet();
+        try
+        {
+            _ = Leaks.ScanTwice();           // reports them (new)
+            LeakScanResult third = Kmemleak.Scan(); // the same objects, no longer new: a list of its own
+            long unchanged = LeakScanner.FindingsUnchanged;
+            LeakScanResult fourth = Kmemleak.Scan();
+            Assert.Equal(unchanged + 1, LeakScanner.FindingsUnchanged);
+            Assert.Equal(all, fourth.Of(t).Select(l => l.Address).ToHashSet());
+            Assert.All(fourth.Of(t), l => Assert.False(l.IsNew));
+
+            // A change: ten of them freed, and the first of the rest made to point at the second. The one written to is
+            // gray for a scan (its contents changed), so it and the one it points at are not reported by the next.
+            for (int i = 0; i < 10; i++)
+                Heap.Free((void*)leaked[i], t);
+            *(nint*)leaked[10] = leaked[11];
+            LeakScanResult fifth = Kmemleak.Scan();
+            Assert.Equal(unchanged + 1, LeakScanner.FindingsUnchanged);
+            Assert.Equal(leaked.Skip(12).Select(p => (nuint)p).ToHashSet(), fifth.Of(t).Select(l => l.Address).ToHashSet());
+            Assert.Equal(30, third.Of(t).Count);
+            Assert.Equal(30, fourth.Of(t).Count); // the results held keep what their scans found
+            Assert.Equal(30, fourth.Of(t).Count(l => l.Direct));
+        }
+        finally
+        {
+            foreach (nint p in leaked.Skip(10))
+                Heap.Free((void*)p, t);
+            Kmemleak.Write("clear");
         }
     }
 }
