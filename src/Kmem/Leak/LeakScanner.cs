@@ -405,7 +405,8 @@ internal static unsafe partial class LeakScanner
         // objects with the same contents: see ReuseClassification) and its birth bounds; an unknown checksum never
         // matches. The same allocation (same place, context and stamp) was born when it was: its bounds can only get
         // looser as the remembered scans are thinned (an index into them shifts each time), and the earlier, tighter
-        // ones stay true.
+        // ones stay true. (Kept entries may then sort a little out of birth order against new ones: the order of
+        // reports is approximate, as the scan intervals are.)
         private static bool Same(in Unreferenced a, in Unreferenced b) =>
             a.Offset == b.Offset && a.Object.Unit == b.Object.Unit && a.Object.Slot == b.Object.Slot
             && ReferenceEquals(a.Object.Record, b.Object.Record) && a.Kind == b.Kind && a.Size == b.Size
@@ -447,8 +448,8 @@ internal static unsafe partial class LeakScanner
     }
 
     // Allocation order: the scan interval of birth, then thread, then the thread's sequence number (one packed key).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     // Returns where each object (in the order it was found, the scan order) went: null when nowhere else.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int[]? SortByBirth(List<Unreferenced> found)
     {
         static ulong Key(in Unreferenced u) =>
