@@ -67,6 +67,19 @@ internal static unsafe class ProcessRootScenarios
         return false;
     }
 
+    // A block or object expected to be reported (within four scans) and not: a conservative scan's miss, which some
+    // unrelated word equal to its address causes now and then. The message starts with "missed:" (the test host runs
+    // such a scenario once more, and only then fails) and says where the address was found.
+    private static void CheckReportedWithin(nuint keyComplement, string what)
+    {
+        if (!ReportedWithin(keyComplement))
+            MissedReport(keyComplement, what);
+    }
+
+    private static void MissedReport(nuint keyComplement, string what) =>
+        Check.Fail($"missed: {what} (0x{~keyComplement:x}) was not reported; referenced from "
+            + string.Join("; ", Kmemleak.FindRootReferences((void*)~keyComplement)));
+
     private static MallocType NewType([CallerMemberName] string name = "") => new(name.Length > 20 ? name[..20] : name, name);
 
     private sealed class Holder
@@ -120,7 +133,7 @@ internal static unsafe class ProcessRootScenarios
         for (int i = 0; i < 3; i++)
             Check.False(Reported(Kmemleak.Scan(), key), $"reported while held, scan {i}");
         holder.Field = 0;
-        Check.True(ReportedWithin(key));
+        CheckReportedWithin(key, "the block whose field was cleared");
         GC.KeepAlive(holder);
         Heap.Free((void*)~key, t);
     }
@@ -135,7 +148,7 @@ internal static unsafe class ProcessRootScenarios
             Store(native, 17, key);
             Check.False(Reported(ScanTwice(), key));
             native[17] = 0;
-            Check.True(ReportedWithin(key));
+            CheckReportedWithin(key, "the block whose native holder was cleared");
             Heap.Free((void*)~key, t);
         }
         finally
@@ -284,7 +297,7 @@ internal static unsafe class ProcessRootScenarios
             foreach (LeakScanResult r in new[] { first, again })
                 foreach (nuint k in keys)
                     if (!Reported(r, k))
-                        Check.Fail($"0x{~k:x} not reported; referenced from " + string.Join("; ", Kmemleak.FindRootReferences((void*)~k)));
+                        MissedReport(k, "a leak the detector's own bookkeeping has met");
             Check.Equal(new[] { LeakObjectKind.Block, LeakObjectKind.Large, LeakObjectKind.Vmalloc, LeakObjectKind.PerCpu,
                     LeakObjectKind.Foreign, LeakObjectKind.Phys },
                 again.Leaks.Where(l => keys.Contains(~l.Address)).Select(l => l.Kind).Distinct().OrderBy(k => k));
@@ -314,8 +327,7 @@ internal static unsafe class ProcessRootScenarios
         nuint held = AllocInto(mapC, 5, t);
         Check.False(Reported(ScanTwice(), held), "held by registered foreign memory");
         Libc.munmap((nint)~mapC, 4096);             // the first page goes, still registered
-        Check.True(ReportedWithin(held), "its only holder is gone; referenced from "
-            + string.Join("; ", Kmemleak.FindRootReferences((void*)~held)));
+        CheckReportedWithin(held, "the block whose only holder is gone");
         Libc.munmap((nint)~mapC + 4096, 4096);
         Kmemleak.Free((void*)~mapC);
         Heap.Free((void*)~held, t);
@@ -336,8 +348,7 @@ internal static unsafe class ProcessRootScenarios
     private static void Read_survives_a_reported_foreign_object_made_inaccessible()
     {
         nuint mapC = MapRegistered();
-        Check.True(ReportedWithin(mapC), "the foreign object is a leak; referenced from "
-            + string.Join("; ", Kmemleak.FindRootReferences((void*)~mapC)));
+        CheckReportedWithin(mapC, "the leaked foreign object");
         Check.Contains($"unreferenced object 0x{~mapC:x} (size 4096):\n  comm", Kmemleak.Read());
         Libc.mprotect((nint)~mapC, 4096, Libc.ProtNone);
         string text = Kmemleak.Read();         // no hex dump now, and no crash

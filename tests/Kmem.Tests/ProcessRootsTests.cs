@@ -1,14 +1,25 @@
 // ProcessRootsTests.cs — kmemleak's process roots, each case in a fresh child process (Kmem.Tests.Child,
 // ProcessRootScenarios.cs): in the test host, other tests' dangling pointers and stale stack slots could hold any address.
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Kmem.Tests;
 
-public class ProcessRootsTests
+public class ProcessRootsTests(ITestOutputHelper output)
 {
-    private static void Passes(string scenario)
+    // A scan is conservative: now and then some unrelated word (in the C heap, a live stack slot) equals the address of
+    // the block a scenario leaks, and the block is not reported. Such a miss ("FAIL: missed: ...", with where the word
+    // was) gets the scenario one more run in a fresh child, which must pass; it is written to the test's output. On
+    // 2026-12-01 a miss came in about 1 of 10 runs of this class, the same before and after that day's scanner changes.
+    // Any other failure, or a second miss, fails the test.
+    private void Passes(string scenario)
     {
         var (code, stdout, stderr) = ChildProcess.Run(scenario);
+        if (code != 0 && stdout.Contains("FAIL: missed:", StringComparison.Ordinal))
+        {
+            output.WriteLine($"first run missed a report; running once more:\n{stdout}");
+            (code, stdout, stderr) = ChildProcess.Run(scenario);
+        }
         Assert.True(code == 0 && stdout.Contains("ok", StringComparison.Ordinal), $"exit {code}\n{stdout}\n{stderr}");
     }
 
