@@ -241,7 +241,7 @@ public unsafe class MarkingTests
     {
         // 48-byte blocks: 5461 to a slab, so a slab's last bitmap word is partial (21 slots). Two slabs' worth, every
         // block held by the root table but those in the first or last slot of a 64-slot word or of the slab, which leak
-        // (the scan looks at a word's 64 slots at once, and must neither miss nor invent a block at either end).
+        // (the scan looks at a word's 64 slots at once, and must not miss a block at either end of a word or a slab).
         var t = Types.New();
         const int Size = 48;
         int perSlab = (int)Slabs.SizeClasses.BlocksPerSlab(Slabs.SizeClasses.ClassOf(Size));
@@ -365,6 +365,46 @@ public unsafe class MarkingTests
         finally
         {
             foreach (nint p in leaked.Skip(10))
+                Heap.Free((void*)p, t);
+            Kmemleak.Write("clear");
+        }
+    }
+
+    [Fact]
+    public void Findings_kept_from_earlier_scans_still_sort_in_allocation_order_once_the_scan_history_is_thinned()
+    {
+        var t = Types.New();
+        using var root = new RootTable(1024);
+        for (int i = 0; i < 70; i++)
+            Kmemleak.Scan(); // the remembered scans (64) are full: from now on each scan thins them
+        nint first = (nint)Heap.Malloc(64, t, MallocFlags.Zero);
+        for (int i = 0; i < 3; i++)
+            Kmemleak.Scan();
+        // A second block, allocated later and at a higher address (so that address order agrees with allocation
+        // order and a wrong sort shows), held until `first` has been kept through many scans.
+        var held = new List<nint>();
+        nint second = (nint)Heap.Malloc(64, t, MallocFlags.Zero);
+        while (second < first)
+        {
+            root[held.Count] = second;
+            held.Add(second);
+            second = (nint)Heap.Malloc(64, t, MallocFlags.Zero);
+        }
+        root[1023] = second;
+        try
+        {
+            for (int i = 0; i < 30; i++)
+                Kmemleak.Scan(); // `first` reported, then kept in unchanged findings while the history shifts
+            root[1023] = 0;
+            Kmemleak.Scan();
+            LeakScanResult r = Kmemleak.Scan();
+            Assert.Equal(new[] { (nuint)first, (nuint)second }, r.Of(t).Select(l => l.Address));
+        }
+        finally
+        {
+            for (int i = 0; i < held.Count; i++)
+                root[i] = 0;
+            foreach (nint p in held.Append(first).Append(second))
                 Heap.Free((void*)p, t);
             Kmemleak.Write("clear");
         }

@@ -314,7 +314,7 @@ internal static unsafe class LeakbenchWorkload
 
         /// <summary>
         /// Runs <paramref name="tool"/>'s build of leakbench on <paramref name="objects"/> objects with
-        /// <paramref name="checks"/> checks; returns the last check in ns per object, or null with a note.
+        /// <paramref name="checks"/> checks; returns the median of checks 3 to <paramref name="checks"/> (the only one when 1) in ns per object, or null with a note.
         /// </summary>
         public double? Check(int objects, string tool, int checks)
         {

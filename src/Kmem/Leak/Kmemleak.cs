@@ -509,7 +509,7 @@ public static unsafe class Kmemleak
                     direct += u.Direct ? 1 : 0;
                     isNew += u.New ? 1 : 0;
                     if (u.TypeIndex != last) // leaks of one type come in runs
-                        (last, match) = (u.TypeIndex, Types.TypeRegistry.ByIndex(u.TypeIndex)?.ShortDesc == type);
+                        (last, match) = (u.TypeIndex, (Types.TypeRegistry.ByIndex(u.TypeIndex)?.ShortDesc ?? "") == type); // as reports name it
                     ofType += match ? 1 : 0;
                 }
                 return new LeakTally(found.Count, direct, isNew, ofType);

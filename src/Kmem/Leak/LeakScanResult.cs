@@ -115,14 +115,38 @@ public sealed class LeakScanResult
 
     /// <summary>What <see cref="Leaks"/> would hold, counted without making the reports (for the benchmarks, whose next
     /// scan's forced GC would otherwise also collect 100,000 report objects).</summary>
-    internal LeakTally Tally(string type) => _tally is { } tally ? tally(type)
-        : new LeakTally(Leaks.Count, Leaks.Count(l => l.Direct), Leaks.Count(l => l.IsNew), Leaks.Count(l => l.Type == type));
+    internal LeakTally Tally(string type)
+    {
+        LeakTally counts = _tally is { } tally ? tally(type)
+            : new LeakTally(Leaks.Count, Leaks.Count(l => l.Direct), Leaks.Count(l => l.IsNew), Leaks.Count(l => l.Type == type));
+        GC.KeepAlive(this); // see Leaks
+        return counts;
+    }
+
+    // The scanner lends the memory of a findings list to a later scan once every result made from it is collected: this
+    // result stays alive (KeepAlive) until its reports are made from the list, or a GC meanwhile could let it go.
 
     /// <summary>Every reported object that is unreferenced now, in allocation order.</summary>
-    public IReadOnlyList<LeakReport> Leaks => _leaks.Value;
+    public IReadOnlyList<LeakReport> Leaks
+    {
+        get
+        {
+            IReadOnlyList<LeakReport> leaks = _leaks.Value;
+            GC.KeepAlive(this);
+            return leaks;
+        }
+    }
 
     /// <summary>Those reported for the first time by this scan.</summary>
-    public IReadOnlyList<LeakReport> NewLeaks => _newLeaks.Value;
+    public IReadOnlyList<LeakReport> NewLeaks
+    {
+        get
+        {
+            IReadOnlyList<LeakReport> leaks = _newLeaks.Value;
+            GC.KeepAlive(this);
+            return leaks;
+        }
+    }
 
     public LeakScanStats Stats { get; }
 

@@ -269,6 +269,7 @@ internal static unsafe partial class LeakScanner
         }
         s_contexts = null;
         List<Unreferenced> found = findings.Finish(out bool unchanged);
+        int[]? positions = s_classifiedPositions; // an unchanged list keeps its positions
         s_findingsUnchanged = unchanged;
         FindingsUnchanged += unchanged ? 1 : 0;
         if (unchanged)
@@ -279,11 +280,11 @@ internal static unsafe partial class LeakScanner
         {
             if (found.Count < found.Capacity / 2)
                 found.TrimExcess(); // kept until the next scan: no room for candidates that were too young
-            s_classifiedPositions = SortByBirth(found);
+            positions = SortByBirth(found);
             if (!ReuseClassification(found))
                 Classify(found);
         }
-        s_classified = found;
+        (s_classified, s_classifiedPositions) = (found, positions); // together: the positions describe this list
         s_classifiedAreas = s_areasVersion;
         s_inScan = false;
         s_records = new();
@@ -329,6 +330,7 @@ internal static unsafe partial class LeakScanner
         {
             if (ReferenceEquals(old, list))
             {
+                readers.RemoveAll(static r => !r.TryGetTarget(out _)); // a steady state adds a reader every scan
                 readers.Add(new(reader));
                 return;
             }
@@ -398,15 +400,21 @@ internal static unsafe partial class LeakScanner
         {
             _list = NewFindings(capacity);
             for (int k = 0; k < _matched; k++)
-                _list.Add(Previous(k));
+            {
+                // Sorted with this scan's entries, so its interval index must be this scan's (the history may have
+                // been thinned since it was found); its birth time bound stays the earlier, tighter one.
+                Unreferenced u = Previous(k);
+                u.BornBeforeScan = FirstScanAfterBirth(u.Thread, u.Stamp);
+                _list.Add(u);
+            }
         }
 
         // Everything a scan says of an object but Direct (which the classification decides, the same for the same
         // objects with the same contents: see ReuseClassification) and its birth bounds; an unknown checksum never
         // matches. The same allocation (same place, context and stamp) was born when it was: its bounds can only get
         // looser as the remembered scans are thinned (an index into them shifts each time), and the earlier, tighter
-        // ones stay true. (Kept entries may then sort a little out of birth order against new ones: the order of
-        // reports is approximate, as the scan intervals are.)
+        // ones stay true. A list kept whole keeps the order it was sorted in; entries copied into a new list get this
+        // scan's interval index first (Diverge).
         private static bool Same(in Unreferenced a, in Unreferenced b) =>
             a.Offset == b.Offset && a.Object.Unit == b.Object.Unit && a.Object.Slot == b.Object.Slot
             && ReferenceEquals(a.Object.Record, b.Object.Record) && a.Kind == b.Kind && a.Size == b.Size
@@ -704,7 +712,7 @@ internal static unsafe partial class LeakScanner
                             Sse.Prefetch0(blocks + (nuint)(first + (uint)BitOperations.TrailingZeroCount(next)) * size);
                         uint crc = Crc32C(LeakStates.NoCrc, blocks + (nuint)slot * size, size);
                         ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, slot));
-                    ref uint stored = ref SlabMeta.Crc(meta, slot);
+                        ref uint stored = ref SlabMeta.Crc(meta, slot);
                         if ((state & LeakState.CrcValid) == 0 || crc != stored)
                         {
                             stored = crc;
