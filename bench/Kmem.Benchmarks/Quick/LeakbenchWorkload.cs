@@ -130,8 +130,8 @@ internal static unsafe class LeakbenchWorkload
     }
 
     /// <summary>The child (<c>quick-child-leakbench N [SCANS]</c>): builds the heap, scans seven times (or SCANS ≥ 3
-    /// times), prints the scans and the result line (the figures of the median scan from the third on). Exit code 1 when the leak counts are
-    /// wrong, 2 on bad arguments, 3 when tracking is off.</summary>
+    /// times), prints the scans and the result line (the figures of the median scan from the third on). Exit code 1
+    /// when the leak counts are wrong, 2 on bad arguments, 3 when tracking is off.</summary>
     public static int RunChild(string objectsText, string? scansText)
     {
         if (!int.TryParse(objectsText, NumberStyles.None, CultureInfo.InvariantCulture, out int objects)
@@ -314,7 +314,8 @@ internal static unsafe class LeakbenchWorkload
 
         /// <summary>
         /// Runs <paramref name="tool"/>'s build of leakbench on <paramref name="objects"/> objects with
-        /// <paramref name="checks"/> checks; returns the median of checks 3 to <paramref name="checks"/> (the only one when 1) in ns per object, or null with a note.
+        /// <paramref name="checks"/> checks; returns the median of checks 3 to <paramref name="checks"/> (the only one
+        /// when 1) in ns per object, or null with a note.
         /// </summary>
         public double? Check(int objects, string tool, int checks)
         {

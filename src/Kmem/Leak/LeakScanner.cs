@@ -226,7 +226,7 @@ internal static unsafe partial class LeakScanner
                     continue;
                 objects += BitOperations.PopCount(owned);
                 ulong white64 = owned & white[first >> 6];
-                // Referenced (most blocks): Decide's non-candidate case, on the state bytes alone.
+                // Referenced (most blocks): a count of scans unreferenced goes back to 0, on the state bytes alone.
                 for (ulong counted = ~SlabMeta.StateMask(meta, first, (byte)LeakState.UnrefMask, 0) & owned & ~white64; counted != 0; counted &= counted - 1)
                 {
                     ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, first + (uint)BitOperations.TrailingZeroCount(counted)));
