@@ -107,7 +107,6 @@ internal static unsafe class ScanUnderFireScenario
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static nuint AllocLeaked(MallocType t) => ~(nuint)Heap.Malloc(96, t);
 
-
     // Maps regions, writes them, makes parts inaccessible or read-only and back, unmaps them.
     private static void Churn(Fire fire, int seed)
     {

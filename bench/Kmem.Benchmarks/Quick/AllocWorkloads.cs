@@ -1,7 +1,7 @@
 // Quick/AllocWorkloads.cs — the allocation workloads' loops (pair64-tight, pair64-batch1000, mixed, the one- and
 // two-thread halves of threads2-scaling and its compute reference, producer-consumer), the mixed workload's
-// pre-generated sequence, the two persistent worker threads, and the table that maps (workload, allocator) to a loop. Used by the parent and by the
-// KMEMLEAK=off child alike, so both run the very same code.
+// pre-generated sequence, the two persistent worker threads, and the table that maps (workload, allocator) to a loop.
+// Used by the parent and by the KMEMLEAK=off child alike, so both run the very same code.
 using System.Runtime.InteropServices;
 using Kmem.Benchmarks.Peers;
 

@@ -181,7 +181,7 @@ internal static unsafe partial class LeakScanner
         }
         if (((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.NoScan | LeakState.Black)) != 0)
             return;
-        uint size = SizeClasses.SizeOf(PageMap.SlabClassPlusOne((nuint)unit << KmemMap.UnitShift) - 1);
+        uint size = SizeClasses.SizeOf(PageMap.SlabClassOfUnit(unit));
         byte* p = KmemMap.UnitAddress(unit) + (nuint)slot * size;
         // The area lists only change under the scan lock, which this scan holds: every lane may read them.
         if (s_anySlabAreas && AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)

@@ -629,6 +629,11 @@ internal static unsafe partial class LeakScanner
         return n - first >= 64 ? owned : owned & ((1UL << (int)(n - first)) - 1);
     }
 
+    // White now: the blocks from slot first on (64) that the marking has not reached and that are neither roots nor ignored.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Unreached(byte* meta, ulong* gray, uint first, uint n) =>
+        Owned(meta, first, n) & ~gray[first >> 6] & SlabMeta.StateMask(meta, first, RootOrBlack, 0);
+
     private static int Words(uint unit) => (int)((SizeClasses.BlocksPerSlab(PageMap.Entry(unit)->Class) + 63) / 64);
 
     // Whether some candidate would be reported for the first time by this scan (old enough, enough unreferenced scans).
@@ -703,7 +708,7 @@ internal static unsafe partial class LeakScanner
                 ulong* gray = Bits(unit, Gray);
                 for (uint first = 0; first < n; first += 64)
                 {
-                    ulong whiteNow = Owned(meta, first, n) & ~gray[first >> 6] & SlabMeta.StateMask(meta, first, RootOrBlack, 0);
+                    ulong whiteNow = Unreached(meta, gray, first, n);
                     for (; whiteNow != 0; whiteNow &= whiteNow - 1)
                     {
                         uint slot = first + (uint)BitOperations.TrailingZeroCount(whiteNow);
@@ -726,7 +731,7 @@ internal static unsafe partial class LeakScanner
             {
                 if (r.Gray || (r.State & (LeakState.Black | LeakState.Root)) != 0)
                     continue;
-                uint crc = Checksum(new TrackedObject(r, 0, 0));
+                uint crc = Checksum(r);
                 if (crc != r.Crc)
                 {
                     r.Crc = crc;
@@ -742,7 +747,7 @@ internal static unsafe partial class LeakScanner
             ulong* gray = Bits(unit, Gray);
             ulong* w = Bits(unit, white);
             for (uint first = 0; first < n; first += 64)
-                w[first >> 6] = Owned(meta, first, n) & ~gray[first >> 6] & SlabMeta.StateMask(meta, first, RootOrBlack, 0);
+                w[first >> 6] = Unreached(meta, gray, first, n);
         }
         var whiteRecords = new HashSet<LeakRecord>();
         foreach (LeakRecord r in s_records)
@@ -877,7 +882,7 @@ internal static unsafe partial class LeakScanner
         byte* meta = SlabMeta.Of(unit);
         Sse.Prefetch0(Unsafe.AsPointer(ref SlabMeta.Owner(meta, slot)));
         Sse.Prefetch0(Unsafe.AsPointer(ref SlabMeta.Leak(meta, slot)));
-        int cls = PageMap.SlabClassPlusOne((nuint)unit << KmemMap.UnitShift) - 1;
+        int cls = PageMap.SlabClassOfUnit(unit);
         if (cls >= 0)
         {
             byte* p = KmemMap.UnitAddress(unit) + (nuint)slot * SizeClasses.SizeOf(cls);
@@ -1017,7 +1022,7 @@ internal static unsafe partial class LeakScanner
             return; // a block not to be scanned, or an ignored one (grayed by a reference)
         s_curUnit = unit;
         s_curSlot = slot;
-        uint size = SizeClasses.SizeOf(PageMap.SlabClassPlusOne((nuint)unit << KmemMap.UnitShift) - 1);
+        uint size = SizeClasses.SizeOf(PageMap.SlabClassOfUnit(unit));
         byte* p = KmemMap.UnitAddress(unit) + (nuint)slot * size;
         if (s_anySlabAreas && AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)
         {
@@ -1176,17 +1181,12 @@ internal static unsafe partial class LeakScanner
 
     // ---- checksum ----
 
-    private static uint Checksum(TrackedObject o)
+    // A record's checksum (its scan areas, or the whole object). A slab block's is summed in place by the second chance.
+    private static uint Checksum(LeakRecord r)
     {
-        if (o.Record is null)
-        {
-            // A slab block (the common case, once per white block per scan): its whole slot, without a delegate.
-            uint size = SizeClasses.SizeOf(PageMap.Entry(o.Unit)->Class);
-            return Crc32C(LeakStates.NoCrc, KmemMap.UnitAddress(o.Unit) + (nuint)o.Slot * size, size);
-        }
         uint crc = LeakStates.NoCrc;
         bool any = false;
-        ForEachRange(o, forChecksum: true, (p, n) =>
+        ForEachRange(new TrackedObject(r, 0, 0), forChecksum: true, (p, n) =>
         {
             any = true;
             crc = Crc32C(crc, p, n);

@@ -90,6 +90,10 @@ internal static unsafe class PageMap
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int SlabClassPlusOne(nuint off) => s_slabClass[off >> KmemMap.UnitShift];
 
+    /// <summary>The class of the slab <paramref name="unit"/> is, from the same flat table; −1 when it is not a slab.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // the leak scan's tracing loop: as SlabClassPlusOne
+    public static int SlabClassOfUnit(uint unit) => s_slabClass[unit] - 1;
+
     /// <summary>Publishes <paramref name="unit"/> as a slab of <paramref name="cls"/> in the flat table (once; after its
     /// entry says Slab).</summary>
     public static void MarkSlab(uint unit, int cls) => Volatile.Write(ref s_slabClass[unit], (byte)(cls + 1));
