@@ -122,6 +122,54 @@ public unsafe class MarkingTests
     }
 
     [Fact]
+    public void Parallel_marking_traces_a_chain_in_address_order_in_one_sweep_and_hands_a_backward_chain_back()
+    {
+        var t = Types.New();
+        using var root = new RootTable(1);
+        const int N = 20_000; // about five slabs of 64-byte blocks
+        var nodes = new nint[N];
+        for (int i = 0; i < N; i++)
+            nodes[i] = (nint)Heap.Malloc(64, t, MallocFlags.Zero);
+        Array.Sort(nodes); // address order, whatever order the heap gave the blocks out in
+        LeakScanner.ParallelMarkingOverride = true;
+        try
+        {
+            foreach (bool forward in new[] { true, false })
+            {
+                // Forward: each block refers to the next one up, so a sweep that reaches one reaches the rest. Backward
+                // (a list built by prepending): each refers to the one below, so a sweep would trace one block.
+                for (int i = 0; i < N; i++)
+                    *(nint*)nodes[i] = forward ? (i + 1 < N ? nodes[i + 1] : 0) : (i > 0 ? nodes[i - 1] : 0);
+                root[0] = forward ? nodes[0] : nodes[N - 1];
+                long sweeps = LeakScanner.Sweeps, handedBack = LeakScanner.RoundsHandedBack, rounds = LeakScanner.ParallelRounds;
+                LeakScanResult r = Leaks.ScanTwice();
+                Assert.Empty(r.Of(t));
+                Assert.True(LeakScanner.ParallelRounds > rounds);
+                // One block a sweep would be thousands of sweeps (each scans a word of every slab).
+                Assert.True(LeakScanner.Sweeps - sweeps < 200, $"{LeakScanner.Sweeps - sweeps} sweeps ({(forward ? "forward" : "backward")})");
+                // The backward chain is handed back to the scanning thread's depth-first trace; the forward one is not.
+                Assert.Equal(!forward, LeakScanner.RoundsHandedBack > handedBack);
+            }
+            // Nothing is left pending between scans: a chain cut in the middle leaves its upper half reported.
+            for (int i = 0; i < N; i++)
+                *(nint*)nodes[i] = i + 1 < N && i != N / 2 ? nodes[i + 1] : 0;
+            root[0] = nodes[0];
+            LeakScanResult cut = Leaks.ScanTwice();
+            List<LeakReport> ours = cut.Of(t);
+            Assert.Equal(N - N / 2 - 1, ours.Count);
+            Assert.Single(ours, l => l.Direct);
+            Assert.Equal((nuint)nodes[N / 2 + 1], ours.Single(l => l.Direct).Address);
+        }
+        finally
+        {
+            LeakScanner.ParallelMarkingOverride = null;
+            foreach (nint p in nodes)
+                Heap.Free((void*)p, t);
+            Kmemleak.Write("clear");
+        }
+    }
+
+    [Fact]
     public void A_steady_scan_keeps_the_classification_and_a_change_of_the_leaks_or_of_a_scan_area_redoes_it()
     {
         var t = Types.New();

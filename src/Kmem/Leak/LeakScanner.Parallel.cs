@@ -1,10 +1,18 @@
 // Leak/LeakScanner.Parallel.cs — marking on every core: the gray slab blocks of a pass are traced by all lanes of
-// ScanWorkers at once. Each lane keeps its own stack of gray blocks (~(unit << 32 | slot), never an address) and gives
-// the older half of it to a shared pool when another lane is idle; gray bits are set atomically, so each block is
-// scanned once. A word that refers to anything but a slab block (a large, vmalloc, per-CPU, foreign or physical
-// object), or to a gray vmalloc descriptor, is kept (complemented) and followed by the scanning thread afterwards, on
-// the serial path with its locks and counts. Scan areas of slab blocks are honoured as on the serial path.
+// ScanWorkers at once, in sweeps over the slabs in address order. A block to be traced has its bit set in the pending
+// bitmap; a sweep takes the pending bits of each 64-slot word in turn (an atomic exchange), makes those blocks gray (an
+// atomic or: the lane that sets a gray bit scans the block, so each block is scanned once) and scans them, and a block
+// they refer to becomes pending. A block ahead of the sweep that reached it is traced in the same sweep, one behind it in
+// the next, so blocks and their side tables are read in address order rather than one cache miss each (the finger of
+// Printezis and Detlefs' mark-sweep, without the stack: a pending bit is all a block waits with). Lanes claim slabs from
+// a shared cursor and meet at the end of each sweep; when a sweep traces too few blocks to be worth a sweep over every
+// slab (references that lead backwards, as in a list built by prepending), the pending blocks go back to the scanning
+// thread's depth-first trace. A word that refers to anything but a slab block (a large, vmalloc, per-CPU, foreign or
+// physical object), or to a gray vmalloc descriptor, is kept (complemented) and followed by the scanning thread
+// afterwards, on the serial path with its locks and counts. Scan areas of slab blocks are honoured as on the serial path.
+using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Kmem.Pages;
 using Kmem.Slabs;
@@ -20,32 +28,39 @@ internal static unsafe partial class LeakScanner
     /// <summary>How many times marking ran on the lanes (for tests).</summary>
     internal static long ParallelRounds;
 
+    /// <summary>How many sweeps over the slabs parallel marking has made, in all rounds (for tests).</summary>
+    internal static long Sweeps;
+
+    /// <summary>How many rounds ended with blocks handed back to the scanning thread (for tests).</summary>
+    internal static long RoundsHandedBack;
+
     // Below this many slabs a pass has too little to trace to be worth waking the workers.
     private const int ParallelMinSlabs = 16;
-    private const int LaneAhead = 16;      // gray blocks prefetched ahead of the one being scanned (power of two)
-    private const int PoolTake = 64;       // blocks an idle lane takes from the pool at a time
+
+    // A sweep that traces fewer blocks than this ends the round: the rest is traced depth-first on the scanning thread.
+    internal const int SweepMinBlocks = 256;
 
     private sealed class MarkLane
     {
-        public ulong[] Stack = new ulong[1024];
-        public int Count;
-        public readonly ulong[] Ahead = new ulong[LaneAhead];
         public readonly List<ulong> Deferred = new(); // ~word, for the scanning thread
         public long Bytes;
+        public long Traced; // blocks scanned in the current sweep
     }
 
     private static MarkLane[] s_markLanes = Array.Empty<MarkLane>();
-    private static readonly object s_poolLock = new();
-    private static ulong[] s_pool = new ulong[4096];
-    private static int s_poolCount;   // written under s_poolLock, read without it
-    private static int s_idleLanes;
+    private static int s_sweepNext;     // index in s_slabs (address order) of the next slab to claim in this sweep
+    private static int s_sweepArrived;  // lanes done with this sweep
+    private static long s_sweepTraced;  // blocks they scanned in it
+    private static int s_sweepNumber;   // sweeps of this round so far (lanes wait for it to change)
+    private static bool s_sweepsOver;   // set with the last s_sweepNumber of a round
     private static readonly Action<int> s_markLane = MarkLaneJob;
 
     private static bool UseParallelMarking() => ParallelMarkingOverride ?? (s_slabs.Length >= ParallelMinSlabs && ScanWorkers.Lanes > 1);
 
-    /// <summary>Traces every block on the work list, and all it reaches through slab blocks, on every lane; then follows
-    /// the words the lanes kept for the serial path (which may gray more).</summary>
-    private static void MarkSlabsInParallel()
+    /// <summary>Traces every block on the work list, and all it reaches through slab blocks, on every lane, then follows
+    /// the words the lanes kept for the serial path (which may gray more). Returns false when sweeps stopped paying: the
+    /// blocks still to trace are on the work list again, for the serial trace.</summary>
+    private static bool MarkSlabsInParallel()
     {
         int lanes = ScanWorkers.Lanes;
         if (s_markLanes.Length != lanes)
@@ -55,20 +70,42 @@ internal static unsafe partial class LeakScanner
                 all[i] = i < s_markLanes.Length ? s_markLanes[i] : new MarkLane();
             s_markLanes = all;
         }
-        lock (s_poolLock)
+        // The serial path's gray blocks become pending: not gray yet, since setting the gray bit is what claims a block
+        // for scanning. No lane runs yet, so plain writes do.
+        while (s_slabWork.TryPop(out ulong packed))
         {
-            if (s_pool.Length < s_slabWork.Count)
-                s_pool = new ulong[Math.Max(s_slabWork.Count, s_pool.Length * 2)];
-            int n = 0;
-            while (s_slabWork.TryPop(out ulong packed))
-                s_pool[n++] = packed;
-            s_poolCount = n;
+            packed = ~packed;
+            uint unit = (uint)(packed >> 32), slot = (uint)packed;
+            ulong bit = 1UL << (int)(slot & 63);
+            Bits(unit, Gray)[slot >> 6] &= ~bit;
+            Bits(unit, Pending)[slot >> 6] |= bit;
         }
         foreach (MarkLane lane in s_markLanes)
             lane.Deferred.Clear(); // also what a failed round left
-        s_idleLanes = 0;
+        s_sweepNext = 0;
+        s_sweepArrived = 0;
+        s_sweepTraced = 0;
+        s_sweepNumber = 0;
+        s_sweepsOver = false;
         ParallelRounds++;
         ScanWorkers.Run(s_markLane);
+        Sweeps += s_sweepNumber;
+        bool finished = true;
+        foreach (uint unit in s_slabs)
+        {
+            // Left after a sweep that traced too few: gray again, on the work list.
+            ulong* pending = Bits(unit, Pending), gray = Bits(unit, Gray);
+            for (int w = 0, words = Words(unit); w < words; w++)
+            {
+                for (ulong bits = pending[w] & ~gray[w]; bits != 0; bits &= bits - 1)
+                {
+                    finished = false;
+                    GraySlab(unit, (uint)(w * 64 + BitOperations.TrailingZeroCount(bits)));
+                }
+                pending[w] = 0;
+            }
+        }
+        RoundsHandedBack += finished ? 0 : 1;
         foreach (MarkLane lane in s_markLanes)
         {
             s_bytesScanned += lane.Bytes;
@@ -76,130 +113,126 @@ internal static unsafe partial class LeakScanner
                 ReferenceWord((nuint)~c);
             lane.Deferred.Clear();
         }
+        return finished;
     }
 
+    // A lane: sweeps until a sweep traces nothing (every pending block traced) or too little.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void MarkLaneJob(int index)
     {
         MarkLane me = s_markLanes[index];
-        me.Count = 0;
         me.Bytes = 0;
         int lanes = s_markLanes.Length;
-        int first = 0, ahead = 0;
         while (true)
         {
-            // Keep up to LaneAhead blocks in flight: taken off the stack and prefetched, scanned in that order.
-            while (ahead < LaneAhead && me.Count > 0)
+            int sweep = Volatile.Read(ref s_sweepNumber);
+            me.Traced = 0;
+            for (int i; (i = Interlocked.Increment(ref s_sweepNext) - 1) < s_slabs.Length;)
+                SweepSlab(me, s_slabs[i]);
+            Interlocked.Add(ref s_sweepTraced, me.Traced);
+            if (Interlocked.Increment(ref s_sweepArrived) == lanes)
             {
-                ulong next = me.Stack[--me.Count];
-                Prefetch(~next);
-                me.Ahead[(first + ahead++) & (LaneAhead - 1)] = next;
+                // The last lane of this sweep decides whether there is another.
+                long traced = s_sweepTraced;
+                s_sweepsOver = traced < SweepMinBlocks; // none: nothing is pending; a few: the serial trace takes them
+                s_sweepTraced = 0;
+                s_sweepArrived = 0;
+                s_sweepNext = 0;
+                Volatile.Write(ref s_sweepNumber, sweep + 1);
             }
-            if (ahead == 0)
+            else
             {
-                if (!TakeFromPool(me) && !WaitForWork(me, lanes))
-                    return;
-                continue;
+                var spin = new SpinWait();
+                while (Volatile.Read(ref s_sweepNumber) == sweep)
+                {
+                    if (ScanWorkers.Failed)
+                        return;
+                    spin.SpinOnce(sleep1Threshold: -1);
+                }
             }
-            ulong packed = ~me.Ahead[first];
-            first = (first + 1) & (LaneAhead - 1);
-            ahead--;
-            if (me.Count >= 2 && Volatile.Read(ref s_idleLanes) > 0 && Volatile.Read(ref s_poolCount) == 0)
-                GiveToPool(me);
-            ScanSlabOnLane(me, (uint)(packed >> 32), (uint)packed);
+            if (s_sweepsOver)
+                return;
         }
     }
 
-    // Idle: wait until the pool has blocks (true, some taken) or every lane is idle with the pool empty (false: done).
-    private static bool WaitForWork(MarkLane me, int lanes)
-    {
-        Interlocked.Increment(ref s_idleLanes);
-        var spin = new SpinWait();
-        while (true)
-        {
-            if (Volatile.Read(ref s_poolCount) > 0)
-            {
-                Interlocked.Decrement(ref s_idleLanes);
-                if (TakeFromPool(me))
-                    return true;
-                Interlocked.Increment(ref s_idleLanes);
-            }
-            if (Volatile.Read(ref s_idleLanes) == lanes || ScanWorkers.Failed)
-                return false;
-            spin.SpinOnce(sleep1Threshold: -1);
-        }
-    }
-
-    private static bool TakeFromPool(MarkLane me)
-    {
-        if (Volatile.Read(ref s_poolCount) == 0)
-            return false;
-        lock (s_poolLock)
-        {
-            int n = Math.Min(s_poolCount, PoolTake);
-            if (n == 0)
-                return false;
-            Reserve(me, n);
-            Array.Copy(s_pool, s_poolCount - n, me.Stack, me.Count, n);
-            me.Count += n;
-            Volatile.Write(ref s_poolCount, s_poolCount - n);
-            return true;
-        }
-    }
-
-    // The older half of the stack (deepest in a depth-first trace: the largest unexplored parts) goes to the pool.
-    private static void GiveToPool(MarkLane me)
-    {
-        int give = me.Count / 2;
-        lock (s_poolLock)
-        {
-            if (s_pool.Length < s_poolCount + give)
-                Array.Resize(ref s_pool, Math.Max(s_poolCount + give, s_pool.Length * 2));
-            Array.Copy(me.Stack, 0, s_pool, s_poolCount, give);
-            Volatile.Write(ref s_poolCount, s_poolCount + give);
-        }
-        Array.Copy(me.Stack, give, me.Stack, 0, me.Count - give);
-        me.Count -= give;
-    }
-
-    private static void Reserve(MarkLane me, int more)
-    {
-        if (me.Count + more > me.Stack.Length)
-            Array.Resize(ref me.Stack, Math.Max(me.Count + more, me.Stack.Length * 2));
-    }
-
-    // ScanSlab for a lane: a live block that may be scanned, its words looked at with the bounds in registers.
+    // One slab of a sweep: each word's pending blocks, taken again until none is left in it (a block may make a later
+    // one in its own word pending).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
-    private static void ScanSlabOnLane(MarkLane me, uint unit, uint slot)
+    private static void SweepSlab(MarkLane me, uint unit)
+    {
+        int cls = PageMap.SlabClassOfUnit(unit);
+        uint words = (SizeClasses.BlocksPerSlab(cls) + 63) / 64;
+        ulong* pending = Bits(unit, Pending);
+        for (uint w = 0; w < words; w++)
+        {
+            while (Volatile.Read(ref pending[w]) != 0)
+            {
+                ScanPendingWord(me, unit, cls, w, (ulong)Interlocked.Exchange(ref *(long*)&pending[w], 0));
+            }
+        }
+    }
+
+    // Scans the blocks of one word of a slab taken off the pending bitmap: free slots are dropped (a stale word made
+    // them pending), the others made gray, and those gray now for the first time scanned unless not to be (no-scan,
+    // ignored).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
+    private static void ScanPendingWord(MarkLane me, uint unit, int cls, uint w, ulong taken)
     {
         byte* meta = SlabMeta.Of(unit);
-        if (SlabMeta.Owner(meta, slot) == 0)
+        uint first = w * 64, n = SizeClasses.BlocksPerSlab(cls), size = SizeClasses.SizeOf(cls);
+        ulong live = taken & Owned(meta, first, n);
+        if (live == 0)
+            return;
+        ulong fresh = live & ~(ulong)Interlocked.Or(ref *(long*)&Bits(unit, Gray)[w], (long)live);
+        fresh &= SlabMeta.StateMask(meta, first, (byte)(LeakState.NoScan | LeakState.Black), 0);
+        byte* blocks = KmemMap.UnitAddress(unit);
+        for (; fresh != 0; fresh &= fresh - 1)
         {
-            // A free slot grayed by a stale word: as ScanSlab, the bit goes.
-            Interlocked.And(ref *(long*)&Bits(unit, Gray)[slot >> 6], ~(1L << (int)(slot & 63)));
-            return;
+            uint slot = first + (uint)BitOperations.TrailingZeroCount(fresh);
+            ulong next = fresh & (fresh - 1);
+            if (next != 0 && Sse.IsSupported) // the next block's memory while this one is scanned
+                Sse.Prefetch0(blocks + (nuint)(first + (uint)BitOperations.TrailingZeroCount(next)) * size);
+            me.Traced++;
+            byte* p = blocks + (nuint)slot * size;
+            // The area lists only change under the scan lock, which this scan holds: every lane may read them.
+            if (s_anySlabAreas && AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)
+            {
+                foreach ((nuint off, nuint len) in areas)
+                    ScanWordsOnLane(me, p + off, Math.Min(len, size - off), unit, slot);
+            }
+            else
+            {
+                ScanWordsOnLane(me, p, size, unit, slot);
+            }
         }
-        if (((LeakState)SlabMeta.Leak(meta, slot) & (LeakState.NoScan | LeakState.Black)) != 0)
-            return;
-        uint size = SizeClasses.SizeOf(PageMap.SlabClassOfUnit(unit));
-        byte* p = KmemMap.UnitAddress(unit) + (nuint)slot * size;
-        // The area lists only change under the scan lock, which this scan holds: every lane may read them.
-        if (s_anySlabAreas && AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)
-        {
-            foreach ((nuint off, nuint len) in areas)
-                ScanWordsOnLane(me, p + off, Math.Min(len, size - off), unit, slot);
-            return;
-        }
-        ScanWordsOnLane(me, p, size, unit, slot);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.AggressiveInlining)]
+    // The words of a block (or of an area of one) that may refer to something, eight at a time where vectors allow: the
+    // bounds are compared in vector registers, and the few words that pass are looked up one by one.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void ScanWordsOnLane(MarkLane me, byte* start, nuint length, uint unit, uint slot)
     {
         me.Bytes += (long)length;
         nuint kmemBase = (nuint)KmemMap.Base, kmemSize = KmemMap.Size;
         nuint foreignMin = ~s_foreignMinC, foreignSpan = ~s_foreignSpanC, physMin = ~s_physMinC, physSpan = ~s_physSpanC;
-        for (nuint w = ((nuint)start + 7) & ~(nuint)7, end = (nuint)start + length; w + 8 <= end; w += 8)
+        nuint w = ((nuint)start + 7) & ~(nuint)7, end = (nuint)start + length;
+        if (Vector256.IsHardwareAccelerated && sizeof(nuint) == sizeof(ulong))
+        {
+            for (; w + 64 <= end; w += 64)
+            {
+                uint any = Candidates(Vector256.Load((ulong*)w), kmemBase, kmemSize, foreignMin, foreignSpan, physMin, physSpan)
+                    | Candidates(Vector256.Load((ulong*)w + 4), kmemBase, kmemSize, foreignMin, foreignSpan, physMin, physSpan) << 4;
+                for (; any != 0; any &= any - 1)
+                {
+                    nuint v = ((nuint*)w)[BitOperations.TrailingZeroCount(any)];
+                    if (v - kmemBase < kmemSize)
+                        ReferenceKmemOnLane(me, v, unit, slot);
+                    else
+                        me.Deferred.Add(~(ulong)v);
+                }
+            }
+        }
+        for (; w + 8 <= end; w += 8)
         {
             nuint v = *(nuint*)w;
             if (v - kmemBase < kmemSize)
@@ -209,8 +242,16 @@ internal static unsafe partial class LeakScanner
         }
     }
 
-    // ReferenceKmem for a lane: a slab block is grayed here (an atomic test-and-set of its bit); everything else is kept
-    // for the serial path.
+    // A bit for each of four words that lies in kmem_map, a foreign object's span or a physical object's.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // the body of the scan's inner loop
+    private static uint Candidates(Vector256<ulong> v, nuint kmemBase, nuint kmemSize, nuint foreignMin, nuint foreignSpan,
+        nuint physMin, nuint physSpan) =>
+        (Vector256.LessThan(v - Vector256.Create((ulong)kmemBase), Vector256.Create((ulong)kmemSize))
+            | Vector256.LessThan(v - Vector256.Create((ulong)foreignMin), Vector256.Create((ulong)foreignSpan))
+            | Vector256.LessThan(v - Vector256.Create((ulong)physMin), Vector256.Create((ulong)physSpan))).ExtractMostSignificantBits();
+
+    // ReferenceKmem for a lane: a slab block that is neither gray nor pending becomes pending (an atomic or); everything
+    // else is kept for the serial path.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ReferenceKmemOnLane(MarkLane me, nuint v, uint selfUnit, uint selfSlot)
     {
@@ -228,17 +269,14 @@ internal static unsafe partial class LeakScanner
             return;
         if (unit >= s_bitmapsReady.Length || !s_bitmapsReady[unit])
             return;
-        ref long w = ref *(long*)&Bits(unit, Gray)[slot >> 6];
         long bit = 1L << (int)(slot & 63);
-        if ((Volatile.Read(ref w) & bit) != 0 || (Interlocked.Or(ref w, bit) & bit) != 0)
+        if ((Volatile.Read(ref *(long*)&Bits(unit, Gray)[slot >> 6]) & bit) != 0
+            || (Interlocked.Or(ref *(long*)&Bits(unit, Pending)[slot >> 6], bit) & bit) != 0)
         {
-            // Gray already. A vmalloc descriptor's further references count for its area (excess_ref): the serial
-            // ReferenceKmem does that, seeing the bit set.
+            // Gray or pending already. A vmalloc descriptor's further references count for its area (excess_ref): the
+            // serial ReferenceKmem does that, seeing the gray bit set.
             if ((SlabMeta.Owner(SlabMeta.Of(unit), slot) & Checks.Redzones.TypeMask) == s_vmAreaIndex)
                 me.Deferred.Add(~(ulong)v);
-            return;
         }
-        Reserve(me, 1);
-        me.Stack[me.Count++] = ~(((ulong)unit << 32) | slot);
     }
 }

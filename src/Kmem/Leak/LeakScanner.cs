@@ -73,7 +73,7 @@ internal static unsafe partial class LeakScanner
 
     // Per-scan state. Slab blocks are (unit, slot) pairs; their gray bits live in one bitmap per slab unit.
     // Slab bitmaps: which one of the three in each slab's side tables.
-    private const int Gray = 0, White = 1, WhiteAgain = 2;
+    private const int Gray = 0, White = 1, WhiteAgain = 2, Pending = 3;
     private static bool[] s_bitmapsReady = Array.Empty<bool>(); // by unit: committed and part of this scan
     private static uint[] s_slabs = Array.Empty<uint>();
     private static readonly Stack<ulong> s_slabWork = new();     // ~(unit << 32 | slot)
@@ -566,6 +566,7 @@ internal static unsafe partial class LeakScanner
     private static void Collect()
     {
         s_slabs = ClassDepot.AllSlabs();
+        Array.Sort(s_slabs); // in address order: parallel marking sweeps them in this order
         // Scan areas of blocks freed since (their slot empty or holding a later block) are dropped.
         foreach ((nuint offset, SlabAreaList areas) in SlabAreas.ToArray())
         {
@@ -671,7 +672,10 @@ internal static unsafe partial class LeakScanner
         long t0 = Stopwatch.GetTimestamp();
         s_passes++;
         foreach (uint unit in s_slabs)
+        {
             new Span<ulong>(Bits(unit, Gray), Words(unit)).Clear();
+            new Span<ulong>(Bits(unit, Pending), Words(unit)).Clear(); // empty after every round, unless one failed
+        }
         foreach (LeakRecord r in s_records)
         {
             r.Count = 0;
@@ -823,16 +827,18 @@ internal static unsafe partial class LeakScanner
     {
         // Records first (each is scanned on this thread), so that the slab blocks they gray are traced in one go. Slab
         // blocks are traced here until a budget is spent; what is left then is traced on every lane (a small graph
-        // never wakes the workers).
+        // never wakes the workers). When the lanes' sweeps stop paying (references leading backwards), this thread
+        // traces a larger budget before the lanes are tried again.
         bool parallel = UseParallelMarking();
+        int budget = SerialBudget;
         while (true)
         {
             if (s_recordWork.TryPop(out LeakRecord? r))
                 ScanRecord(r);
             else if (s_slabWork.Count == 0)
                 return;
-            else if (!DrainSlabs(parallel ? SerialBudget : int.MaxValue))
-                MarkSlabsInParallel();
+            else if (!DrainSlabs(parallel ? budget : int.MaxValue))
+                budget = MarkSlabsInParallel() ? SerialBudget : SerialBudget * 64;
         }
     }
 

@@ -1,7 +1,7 @@
 // Slabs/SlabMeta.cs — per-object side tables, struct of arrays per slab, in a region parallel to kmem_map. Per block:
 // a 16-bit owner (the type index; 0 = not allocated), a 32-bit allocation context (site and thread), and for the leak
-// detector a 32-bit birth stamp, a 32-bit checksum and a state byte: 15 bytes, plus three bits the leak scanner marks
-// with (gray, white, white again), committed with the rest of the slab's stride. No header.
+// detector a 32-bit birth stamp, a 32-bit checksum and a state byte: 15 bytes, plus four bits the leak scanner marks
+// with (gray, white, white again, pending), committed with the rest of the slab's stride. No header.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Kmem.Pages;
@@ -22,13 +22,14 @@ internal static unsafe class SlabMeta
     private const int LeakOffset = 0x3C880;                       // byte[MaxBlocks]
     private const int BitmapsOffset = 0x40A00;                    // ulong[ScanBitsPerBlock][MaxBlocks / 64]: the scanner's bitmaps
     private const int BitmapBytes = MaxBlocks / 8;
+    private const uint BitmapsFit = Stride - BitmapsOffset - ScanBitsPerBlock * BitmapBytes; // (does not compile if not)
     public const int Stride = 0x43000;                            // 268 KiB of address space, committed per slab
 
     /// <summary>Side-table bytes per block.</summary>
     public const int BytesPerBlock = sizeof(ushort) + 3 * sizeof(uint) + sizeof(byte);
 
-    /// <summary>The leak scanner's bits per block (gray, white, white again).</summary>
-    public const int ScanBitsPerBlock = 3;
+    /// <summary>The leak scanner's bits per block (gray, white, white again, pending).</summary>
+    public const int ScanBitsPerBlock = 4;
 
     private static byte* s_region;
     private static IPageProvider s_pages = null!;
@@ -57,7 +58,7 @@ internal static unsafe class SlabMeta
         return s_pages.Commit((nint)(s_region + (nuint)unit * Stride), Stride);
     }
 
-    /// <summary>One of the leak scanner's bitmaps (0 gray, 1 white, 2 white again): a bit per block.</summary>
+    /// <summary>One of the leak scanner's bitmaps (0 gray, 1 white, 2 white again, 3 pending): a bit per block.</summary>
     public static ulong* Bitmap(byte* meta, int which) => (ulong*)(meta + BitmapsOffset + which * BitmapBytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
