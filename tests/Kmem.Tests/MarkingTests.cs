@@ -126,11 +126,18 @@ public unsafe class MarkingTests
     {
         var t = Types.New();
         using var root = new RootTable(1);
-        const int N = 20_000; // about five slabs of 64-byte blocks
-        var nodes = new nint[N];
-        for (int i = 0; i < N; i++)
-            nodes[i] = (nint)Heap.Malloc(64, t, MallocFlags.Zero);
-        Array.Sort(nodes); // address order, whatever order the heap gave the blocks out in
+        // The chain takes only slabs all of whose blocks are the test's (other tests' blocks elsewhere cannot split what
+        // a sweep meets), in address order, whatever order the heap gave the blocks out in.
+        int perSlab = (int)Kmem.Slabs.SizeClasses.BlocksPerSlab(Kmem.Slabs.SizeClasses.ClassOf(64));
+        var all = new nint[6 * perSlab];
+        for (int i = 0; i < all.Length; i++)
+            all[i] = (nint)Heap.Malloc(64, t, MallocFlags.Zero);
+        var whole = all.GroupBy(p => Kmem.Pages.KmemMap.UnitOf((void*)p)).Where(g => g.Count() == perSlab).ToList();
+        nint[] nodes = whole.SelectMany(g => g).Order().ToArray();
+        foreach (nint p in all.Except(nodes))
+            Heap.Free((void*)p, t);
+        Assert.True(whole.Count >= 3, $"{whole.Count} whole slabs");
+        int N = nodes.Length;
         LeakScanner.ParallelMarkingOverride = true;
         try
         {
@@ -145,12 +152,13 @@ public unsafe class MarkingTests
                 LeakScanResult r = Leaks.ScanTwice();
                 Assert.Empty(r.Of(t));
                 Assert.True(LeakScanner.ParallelRounds > rounds);
-                // One block a sweep would be thousands of sweeps (each scans a word of every slab).
+                // Forward: about a sweep a slab per round (two lanes); backward: a sweep, then the scanning thread. One
+                // block a sweep would be thousands of sweeps.
                 Assert.True(LeakScanner.Sweeps - sweeps < 200, $"{LeakScanner.Sweeps - sweeps} sweeps ({(forward ? "forward" : "backward")})");
                 // The backward chain is handed back to the scanning thread's depth-first trace; the forward one is not.
                 Assert.Equal(!forward, LeakScanner.RoundsHandedBack > handedBack);
             }
-            // Nothing is left pending between scans: a chain cut in the middle leaves its upper half reported.
+            // A chain cut in the middle: its upper half is reported, headed by the block after the cut.
             for (int i = 0; i < N; i++)
                 *(nint*)nodes[i] = i + 1 < N && i != N / 2 ? nodes[i + 1] : 0;
             root[0] = nodes[0];

@@ -1,15 +1,17 @@
 // Leak/LeakScanner.Parallel.cs — marking on every core: the gray slab blocks of a pass are traced by all lanes of
 // ScanWorkers at once, in sweeps over the slabs in address order. A block to be traced has its bit set in the pending
-// bitmap; a sweep takes the pending bits of each 64-slot word in turn (an atomic exchange), makes those blocks gray (an
-// atomic or: the lane that sets a gray bit scans the block, so each block is scanned once) and scans them, and a block
-// they refer to becomes pending. A block ahead of the sweep that reached it is traced in the same sweep, one behind it in
-// the next, so blocks and their side tables are read in address order rather than one cache miss each (the finger of
-// Printezis and Detlefs' mark-sweep, without the stack: a pending bit is all a block waits with). Lanes claim slabs from
-// a shared cursor and meet at the end of each sweep; when a sweep traces too few blocks to be worth a sweep over every
-// slab (references that lead backwards, as in a list built by prepending), the pending blocks go back to the scanning
-// thread's depth-first trace. A word that refers to anything but a slab block (a large, vmalloc, per-CPU, foreign or
-// physical object), or to a gray vmalloc descriptor, is kept (complemented) and followed by the scanning thread
-// afterwards, on the serial path with its locks and counts. Scan areas of slab blocks are honoured as on the serial path.
+// bitmap; a sweep takes the slabs from a shared cursor and, word by word, the blocks that are pending and not gray, makes
+// them gray (an atomic or: the lane that sets a gray bit scans the block, so each block is scanned once) and scans
+// them; a block they refer to becomes pending. One ahead of the sweep (later in the slab being swept, or in a slab not
+// claimed yet) is traced in the same sweep, one behind it in the next, so blocks and their side tables are read in
+// address order rather than one cache miss each (the finger of Printezis and Detlefs' mark-sweep, with a pending bit
+// instead of a stack entry). A lane with nothing pending claims the next slabs at once, so a chain of blocks across
+// slabs takes about a sweep a slab, while a tree whose parents come before their children (leakbench) takes one.
+// Lanes meet after each sweep; a sweep that traced fewer than SweepMinBlocks (references leading backwards, as in a
+// list built by prepending) ends the round, and what is still pending goes back to the scanning thread's depth-first
+// trace. A word that refers to anything but a slab block (a large, vmalloc, per-CPU, foreign or physical object), or to
+// a gray or pending vmalloc descriptor, is kept (complemented) and followed by the scanning thread afterwards, on the
+// serial path with its locks and counts. Scan areas of slab blocks are honoured as on the serial path.
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -48,6 +50,7 @@ internal static unsafe partial class LeakScanner
     }
 
     private static MarkLane[] s_markLanes = Array.Empty<MarkLane>();
+    private static bool s_pendingDirty; // some pending bit may be set (a round is running or failed)
     private static int s_sweepNext;     // index in s_slabs (address order) of the next slab to claim in this sweep
     private static int s_sweepArrived;  // lanes done with this sweep
     private static long s_sweepTraced;  // blocks they scanned in it
@@ -80,6 +83,7 @@ internal static unsafe partial class LeakScanner
             Bits(unit, Gray)[slot >> 6] &= ~bit;
             Bits(unit, Pending)[slot >> 6] |= bit;
         }
+        s_pendingDirty = true; // until the bits are cleared after the round (a failed round leaves them for Mark)
         foreach (MarkLane lane in s_markLanes)
             lane.Deferred.Clear(); // also what a failed round left
         s_sweepNext = 0;
@@ -93,7 +97,7 @@ internal static unsafe partial class LeakScanner
         bool finished = true;
         foreach (uint unit in s_slabs)
         {
-            // Left after a sweep that traced too few: gray again, on the work list.
+            // Pending and not gray after a sweep that traced too few: gray again, on the work list.
             ulong* pending = Bits(unit, Pending), gray = Bits(unit, Gray);
             for (int w = 0, words = Words(unit); w < words; w++)
             {
@@ -105,6 +109,7 @@ internal static unsafe partial class LeakScanner
                 pending[w] = 0;
             }
         }
+        s_pendingDirty = false;
         RoundsHandedBack += finished ? 0 : 1;
         foreach (MarkLane lane in s_markLanes)
         {
@@ -155,32 +160,34 @@ internal static unsafe partial class LeakScanner
         }
     }
 
-    // One slab of a sweep: each word's pending blocks, taken again until none is left in it (a block may make a later
-    // one in its own word pending).
+    // One slab of a sweep: each word's pending blocks that are not gray yet, again until there are none (a block may
+    // make a later one in its own word pending). Pending bits stay set for the rest of the round, so that a reference
+    // whose atomic or finds the bit clear is the block's first (see ReferenceKmemOnLane).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void SweepSlab(MarkLane me, uint unit)
     {
         int cls = PageMap.SlabClassOfUnit(unit);
         uint words = (SizeClasses.BlocksPerSlab(cls) + 63) / 64;
-        ulong* pending = Bits(unit, Pending);
+        ulong* pending = Bits(unit, Pending), gray = Bits(unit, Gray);
         for (uint w = 0; w < words; w++)
         {
-            while (Volatile.Read(ref pending[w]) != 0)
-            {
-                ScanPendingWord(me, unit, cls, w, (ulong)Interlocked.Exchange(ref *(long*)&pending[w], 0));
-            }
+            ulong todo;
+            while ((todo = Volatile.Read(ref pending[w]) & ~Volatile.Read(ref gray[w])) != 0)
+                ScanPendingWord(me, unit, cls, w, todo);
         }
     }
 
-    // Scans the blocks of one word of a slab taken off the pending bitmap: free slots are dropped (a stale word made
-    // them pending), the others made gray, and those gray now for the first time scanned unless not to be (no-scan,
+    // Scans the blocks of one word of a slab that are pending and not gray: free slots lose their pending bit (a stale
+    // word set it), the others are made gray, and those gray now for the first time scanned unless not to be (no-scan,
     // ignored).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
-    private static void ScanPendingWord(MarkLane me, uint unit, int cls, uint w, ulong taken)
+    private static void ScanPendingWord(MarkLane me, uint unit, int cls, uint w, ulong todo)
     {
         byte* meta = SlabMeta.Of(unit);
         uint first = w * 64, n = SizeClasses.BlocksPerSlab(cls), size = SizeClasses.SizeOf(cls);
-        ulong live = taken & Owned(meta, first, n);
+        ulong live = todo & Owned(meta, first, n);
+        if (live != todo)
+            Interlocked.And(ref *(long*)&Bits(unit, Pending)[w], ~(long)(todo & ~live));
         if (live == 0)
             return;
         ulong fresh = live & ~(ulong)Interlocked.Or(ref *(long*)&Bits(unit, Gray)[w], (long)live);
@@ -270,11 +277,13 @@ internal static unsafe partial class LeakScanner
         if (unit >= s_bitmapsReady.Length || !s_bitmapsReady[unit])
             return;
         long bit = 1L << (int)(slot & 63);
+        // Gray already (by the serial trace), or pending already: pending bits are only cleared for free slots during a
+        // round, so an or that finds the bit clear is the block's first reference.
         if ((Volatile.Read(ref *(long*)&Bits(unit, Gray)[slot >> 6]) & bit) != 0
             || (Interlocked.Or(ref *(long*)&Bits(unit, Pending)[slot >> 6], bit) & bit) != 0)
         {
-            // Gray or pending already. A vmalloc descriptor's further references count for its area (excess_ref): the
-            // serial ReferenceKmem does that, seeing the gray bit set.
+            // A vmalloc descriptor's further references count for its area (excess_ref): the serial ReferenceKmem does
+            // that after the round, seeing the gray bit set.
             if ((SlabMeta.Owner(SlabMeta.Of(unit), slot) & Checks.Redzones.TypeMask) == s_vmAreaIndex)
                 me.Deferred.Add(~(ulong)v);
         }

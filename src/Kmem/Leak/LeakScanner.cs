@@ -72,7 +72,8 @@ internal static unsafe partial class LeakScanner
     private static readonly Dictionary<uint, uint> s_deadThreads = new(); // final sequence of threads that ended
 
     // Per-scan state. Slab blocks are (unit, slot) pairs; their gray bits live in one bitmap per slab unit.
-    // Slab bitmaps: which one of the three in each slab's side tables.
+    // Slab bitmaps: which one of the four in each slab's side tables (pending: parallel marking's work, see
+    // LeakScanner.Parallel).
     private const int Gray = 0, White = 1, WhiteAgain = 2, Pending = 3;
     private static bool[] s_bitmapsReady = Array.Empty<bool>(); // by unit: committed and part of this scan
     private static uint[] s_slabs = Array.Empty<uint>();
@@ -371,6 +372,7 @@ internal static unsafe partial class LeakScanner
         private readonly ref readonly Unreferenced Previous(int k) =>
             ref CollectionsMarshal.AsSpan(previous)[positions is null ? k : positions[k]];
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)] // once per leak of a scan: no tiering
         public void Add(in Unreferenced u)
         {
             if (_list is null)
@@ -415,6 +417,7 @@ internal static unsafe partial class LeakScanner
         // looser as the remembered scans are thinned (an index into them shifts each time), and the earlier, tighter
         // ones stay true. A list kept whole keeps the order it was sorted in; entries copied into a new list get this
         // scan's interval index first (Diverge).
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static bool Same(in Unreferenced a, in Unreferenced b) =>
             a.Offset == b.Offset && a.Object.Unit == b.Object.Unit && a.Object.Slot == b.Object.Slot
             && ReferenceEquals(a.Object.Record, b.Object.Record) && a.Kind == b.Kind && a.Size == b.Size
@@ -674,8 +677,10 @@ internal static unsafe partial class LeakScanner
         foreach (uint unit in s_slabs)
         {
             new Span<ulong>(Bits(unit, Gray), Words(unit)).Clear();
-            new Span<ulong>(Bits(unit, Pending), Words(unit)).Clear(); // empty after every round, unless one failed
+            if (s_pendingDirty)
+                new Span<ulong>(Bits(unit, Pending), Words(unit)).Clear(); // left by a failed round
         }
+        s_pendingDirty = false;
         foreach (LeakRecord r in s_records)
         {
             r.Count = 0;
