@@ -122,7 +122,7 @@ public unsafe class MarkingTests
     }
 
     [Fact]
-    public void Parallel_marking_traces_a_chain_in_address_order_in_one_sweep_and_hands_a_backward_chain_back()
+    public void Parallel_marking_sweeps_a_forward_chain_and_hands_a_backward_chain_back()
     {
         var t = Types.New();
         using var root = new RootTable(1);
@@ -143,8 +143,9 @@ public unsafe class MarkingTests
         {
             foreach (bool forward in new[] { true, false })
             {
-                // Forward: each block refers to the next one up, so a sweep that reaches one reaches the rest. Backward
-                // (a list built by prepending): each refers to the one below, so a sweep would trace one block.
+                // Forward: each block refers to the next one up, so a sweep goes on with the chain to the end of its
+                // slab (and beyond, where no lane has claimed the next slab yet). Backward (a list built by prepending):
+                // each refers to the one below, so a sweep would trace one block.
                 for (int i = 0; i < N; i++)
                     *(nint*)nodes[i] = forward ? (i + 1 < N ? nodes[i + 1] : 0) : (i > 0 ? nodes[i - 1] : 0);
                 root[0] = forward ? nodes[0] : nodes[N - 1];
