@@ -265,6 +265,45 @@ public unsafe class MarkingTests
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_white_block_whose_contents_changed_gets_a_second_chance_with_serial_or_parallel_sums(bool parallel)
+    {
+        var t = Types.New();
+        // Two unreferenced blocks, each the only holder of a child: one is left alone, one is written between scans.
+        nint* still = (nint*)Heap.Malloc(64, t, MallocFlags.Zero), changing = (nint*)Heap.Malloc(64, t, MallocFlags.Zero);
+        void* stillChild = Heap.Malloc(64, t), changingChild = Heap.Malloc(64, t);
+        still[0] = (nint)stillChild;
+        changing[0] = (nint)changingChild;
+        LeakScanner.ParallelMarkingOverride = parallel;
+        long sums = LeakScanner.ParallelSums;
+        try
+        {
+            Kmemleak.Scan(); // primes the checksums: every white block is new to them, so none is reported yet
+            changing[3] = 12345;
+            LeakScanResult r = Kmemleak.Scan();
+            Assert.Equal(parallel, LeakScanner.ParallelSums > sums);
+            Assert.True(Reported(r, still));
+            Assert.True(Reported(r, stillChild));
+            // Changed since the last scan: gray for this scan, and so is what it points to.
+            Assert.False(Reported(r, changing));
+            Assert.False(Reported(r, changingChild));
+            r = Kmemleak.Scan();
+            Assert.True(Reported(r, changing));
+            Assert.True(Reported(r, changingChild));
+        }
+        finally
+        {
+            LeakScanner.ParallelMarkingOverride = null;
+            Heap.Free(stillChild, t);
+            Heap.Free(changingChild, t);
+            Heap.Free(still, t);
+            Heap.Free(changing, t);
+            Kmemleak.Write("clear");
+        }
+    }
+
     [Fact]
     public void Reports_are_made_when_read_and_say_what_the_scan_found()
     {

@@ -33,6 +33,9 @@ internal static unsafe partial class LeakScanner
     /// <summary>How many sweeps over the slabs parallel marking has made, in all rounds (for tests).</summary>
     internal static long Sweeps;
 
+    /// <summary>How many times the white blocks' checksums were summed on the lanes (for tests).</summary>
+    internal static long ParallelSums;
+
     /// <summary>How many rounds ended with blocks handed back to the scanning thread (for tests).</summary>
     internal static long RoundsHandedBack;
 
@@ -47,6 +50,7 @@ internal static unsafe partial class LeakScanner
         public readonly List<ulong> Deferred = new(); // ~word, for the scanning thread
         public long Bytes;
         public long Traced; // blocks scanned in the current sweep
+        public readonly List<ulong> Changed = new(); // ~(unit << 32 | slot): white blocks whose sum changed
     }
 
     private static MarkLane[] s_markLanes = Array.Empty<MarkLane>();
@@ -57,13 +61,37 @@ internal static unsafe partial class LeakScanner
     private static int s_sweepNumber;   // sweeps of this round so far (lanes wait for it to change)
     private static bool s_sweepsOver;   // set with the last s_sweepNumber of a round
     private static readonly Action<int> s_markLane = MarkLaneJob;
+    private static readonly Action<int> s_sumLane = SumLaneJob;
+    private static int s_sumNext;       // index in s_slabs of the next slab to sum
 
     private static bool UseParallelMarking() => ParallelMarkingOverride ?? (s_slabs.Length >= ParallelMinSlabs && ScanWorkers.Lanes > 1);
 
-    /// <summary>Traces every block on the work list, and all it reaches through slab blocks, on every lane, then follows
-    /// the words the lanes kept for the serial path (which may gray more). Returns false when sweeps stopped paying: the
-    /// blocks still to trace are on the work list again, for the serial trace.</summary>
-    private static bool MarkSlabsInParallel()
+    // Second chance on every lane: each lane sums the white blocks of the slabs it claims; the scanning thread then grays
+    // those whose sum changed (the serial path's work list, drained by the caller).
+    private static void SumWhiteBlocksInParallel()
+    {
+        EnsureMarkLanes();
+        s_sumNext = 0;
+        ParallelSums++;
+        ScanWorkers.Run(s_sumLane);
+        foreach (MarkLane lane in s_markLanes)
+        {
+            foreach (ulong packed in lane.Changed)
+                GraySlab((uint)(~packed >> 32), (uint)~packed);
+            lane.Changed.Clear();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
+    private static void SumLaneJob(int index)
+    {
+        List<ulong> changed = s_markLanes[index].Changed;
+        changed.Clear();
+        for (int i; (i = Interlocked.Increment(ref s_sumNext) - 1) < s_slabs.Length && !ScanWorkers.Failed;)
+            SumWhiteBlocks(s_slabs[i], changed);
+    }
+
+    private static void EnsureMarkLanes()
     {
         int lanes = ScanWorkers.Lanes;
         if (s_markLanes.Length != lanes)
@@ -73,6 +101,14 @@ internal static unsafe partial class LeakScanner
                 all[i] = i < s_markLanes.Length ? s_markLanes[i] : new MarkLane();
             s_markLanes = all;
         }
+    }
+
+    /// <summary>Traces every block on the work list, and all it reaches through slab blocks, on every lane, then follows
+    /// the words the lanes kept for the serial path (which may gray more). Returns false when sweeps stopped paying: the
+    /// blocks still to trace are on the work list again, for the serial trace.</summary>
+    private static bool MarkSlabsInParallel()
+    {
+        EnsureMarkLanes();
         // The serial path's gray blocks become pending: not gray yet, since setting the gray bit is what claims a block
         // for scanning. No lane runs yet, so plain writes do.
         while (s_slabWork.TryPop(out ulong packed))
@@ -193,25 +229,33 @@ internal static unsafe partial class LeakScanner
         ulong fresh = live & ~(ulong)Interlocked.Or(ref *(long*)&Bits(unit, Gray)[w], (long)live);
         fresh &= SlabMeta.StateMask(meta, first, (byte)(LeakState.NoScan | LeakState.Black), 0);
         byte* blocks = KmemMap.UnitAddress(unit);
+        // Counted here and added once: the lanes' objects may share a cache line, which a write a block would bounce.
+        long bytes = 0;
+        me.Traced += BitOperations.PopCount(fresh);
         for (; fresh != 0; fresh &= fresh - 1)
         {
             uint slot = first + (uint)BitOperations.TrailingZeroCount(fresh);
             ulong next = fresh & (fresh - 1);
             if (next != 0 && Sse.IsSupported) // the next block's memory while this one is scanned
                 Sse.Prefetch0(blocks + (nuint)(first + (uint)BitOperations.TrailingZeroCount(next)) * size);
-            me.Traced++;
             byte* p = blocks + (nuint)slot * size;
             // The area lists only change under the scan lock, which this scan holds: every lane may read them.
             if (s_anySlabAreas && AreasOf(unit, slot, (nuint)(p - KmemMap.Base)) is { } areas)
             {
                 foreach ((nuint off, nuint len) in areas)
-                    ScanWordsOnLane(me, p + off, Math.Min(len, size - off), unit, slot);
+                {
+                    nuint length = Math.Min(len, size - off);
+                    bytes += (long)length;
+                    ScanWordsOnLane(me, p + off, length, unit, slot);
+                }
             }
             else
             {
+                bytes += size;
                 ScanWordsOnLane(me, p, size, unit, slot);
             }
         }
+        me.Bytes += bytes;
     }
 
     // The words of a block (or of an area of one) that may refer to something, eight at a time where vectors allow: the
@@ -219,7 +263,6 @@ internal static unsafe partial class LeakScanner
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static void ScanWordsOnLane(MarkLane me, byte* start, nuint length, uint unit, uint slot)
     {
-        me.Bytes += (long)length;
         nuint kmemBase = (nuint)KmemMap.Base, kmemSize = KmemMap.Size;
         nuint foreignMin = ~s_foreignMinC, foreignSpan = ~s_foreignSpanC, physMin = ~s_physMinC, physSpan = ~s_physSpanC;
         nuint w = ((nuint)start + 7) & ~(nuint)7, end = (nuint)start + length;

@@ -191,6 +191,7 @@ internal static unsafe partial class LeakScanner
         long objects = 0;
         // A candidate's birth decides whether it counts yet (not born during this scan, old enough), then its count of
         // scans unreferenced goes up; reported when the count reaches the threshold. False: not reported (yet).
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a call per white object, a few scans a run: no tiering
         bool Ripe(ref LeakState state, uint thread, uint stamp, out int bornBefore, out bool isNew)
         {
             isNew = false;
@@ -708,33 +709,19 @@ internal static unsafe partial class LeakScanner
         if (secondChance)
         {
             // A white block whose contents changed since the last scan is gray for this scan only (kmemleak's rule).
-            foreach (uint unit in s_slabs)
+            // The blocks are summed on every lane when marking is (each lane a slab at a time), then grayed here.
+            if (UseParallelMarking())
             {
-                byte* meta = SlabMeta.Of(unit);
-                int cls = PageMap.Entry(unit)->Class;
-                uint n = SizeClasses.BlocksPerSlab(cls), size = SizeClasses.SizeOf(cls);
-                byte* blocks = KmemMap.UnitAddress(unit);
-                ulong* gray = Bits(unit, Gray);
-                for (uint first = 0; first < n; first += 64)
-                {
-                    ulong whiteNow = Unreached(meta, gray, first, n);
-                    for (; whiteNow != 0; whiteNow &= whiteNow - 1)
-                    {
-                        uint slot = first + (uint)BitOperations.TrailingZeroCount(whiteNow);
-                        ulong next = whiteNow & (whiteNow - 1);
-                        if (next != 0 && Sse.IsSupported) // the next block's memory while this one is summed
-                            Sse.Prefetch0(blocks + (nuint)(first + (uint)BitOperations.TrailingZeroCount(next)) * size);
-                        uint crc = Crc32C(LeakStates.NoCrc, blocks + (nuint)slot * size, size);
-                        ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, slot));
-                        ref uint stored = ref SlabMeta.Crc(meta, slot);
-                        if ((state & LeakState.CrcValid) == 0 || crc != stored)
-                        {
-                            stored = crc;
-                            state |= LeakState.CrcValid;
-                            GraySlab(unit, slot);
-                        }
-                    }
-                }
+                SumWhiteBlocksInParallel();
+            }
+            else
+            {
+                s_changed.Clear();
+                foreach (uint unit in s_slabs)
+                    SumWhiteBlocks(unit, s_changed);
+                foreach (ulong packed in s_changed)
+                    GraySlab((uint)(~packed >> 32), (uint)~packed);
+                s_changed.Clear();
             }
             foreach (LeakRecord r in s_records)
             {
@@ -1205,6 +1192,40 @@ internal static unsafe partial class LeakScanner
         return any ? crc : LeakStates.NoCrc;
     }
 
+    private static readonly List<ulong> s_changed = new(); // ~(unit << 32 | slot): summed white blocks that changed
+
+    // Sums the white blocks of a slab (kmemleak's checksum of the contents); each whose sum differs from the stored one, or
+    // has none, gets the new sum and goes on the list (complemented, as unit and slot), to be grayed for a second chance.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
+    private static void SumWhiteBlocks(uint unit, List<ulong> changed)
+    {
+        byte* meta = SlabMeta.Of(unit);
+        int cls = PageMap.Entry(unit)->Class;
+        uint n = SizeClasses.BlocksPerSlab(cls), size = SizeClasses.SizeOf(cls);
+        byte* blocks = KmemMap.UnitAddress(unit);
+        ulong* gray = Bits(unit, Gray);
+        for (uint first = 0; first < n; first += 64)
+        {
+            ulong whiteNow = Unreached(meta, gray, first, n);
+            for (; whiteNow != 0; whiteNow &= whiteNow - 1)
+            {
+                uint slot = first + (uint)BitOperations.TrailingZeroCount(whiteNow);
+                ulong next = whiteNow & (whiteNow - 1);
+                if (next != 0 && Sse.IsSupported) // the next block's memory while this one is summed
+                    Sse.Prefetch0(blocks + (nuint)(first + (uint)BitOperations.TrailingZeroCount(next)) * size);
+                uint crc = Crc32C(LeakStates.NoCrc, blocks + (nuint)slot * size, size);
+                ref LeakState state = ref Unsafe.As<byte, LeakState>(ref SlabMeta.Leak(meta, slot));
+                ref uint stored = ref SlabMeta.Crc(meta, slot);
+                if ((state & LeakState.CrcValid) == 0 || crc != stored)
+                {
+                    stored = crc;
+                    state |= LeakState.CrcValid;
+                    changed.Add(~(((ulong)unit << 32) | slot));
+                }
+            }
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static uint Crc32C(uint crc, byte* p, nuint n)
     {
@@ -1467,6 +1488,7 @@ internal static unsafe partial class LeakScanner
 
     // The start of the scan interval an object was born in: the scan before the first one that started after its birth
     // (0 before the first scan; the latest scan's start when no scan has started since).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a call per reported object: no tiering
     private static long BirthLowerBound(int bornBefore) =>
         bornBefore > 0 ? s_history[bornBefore - 1].StartMs : bornBefore < 0 && s_history.Count > 0 ? s_history[^1].StartMs : 0;
 
