@@ -48,6 +48,37 @@ public sealed class TelemetryTests
     }
 
     [Fact]
+    public unsafe void A_collection_folds_the_type_statistics_once_and_the_next_one_sees_what_changed()
+    {
+        var t = Types.New();
+        void* a = Heap.Malloc(100, t);
+        long inUse = -1;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (i, l) =>
+        {
+            if (i.Meter.Name == "Kmem" && i.Name.StartsWith("kmem.type", StringComparison.Ordinal))
+                l.EnableMeasurementEvents(i);
+        };
+        listener.SetMeasurementEventCallback<long>((i, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+                if (i.Name == "kmem.type.in_use" && tag.Key == "kmem.type" && (string?)tag.Value == t.ShortDesc)
+                    inUse = value;
+        });
+        listener.Start();
+        long folds = Kmem.Telemetry.KmemMetrics.Folds;
+        listener.RecordObservableInstruments(); // six per-type instruments
+        Assert.Equal(1, Kmem.Telemetry.KmemMetrics.Folds - folds);
+        Assert.Equal(1, inUse);
+        void* b = Heap.Malloc(100, t);
+        listener.RecordObservableInstruments(); // at once: a new collection, which does not reuse the last one's fold
+        Assert.Equal(2, Kmem.Telemetry.KmemMetrics.Folds - folds);
+        Assert.Equal(2, inUse);
+        Heap.Free(a, t);
+        Heap.Free(b, t);
+    }
+
+    [Fact]
     public unsafe void Scans_record_their_duration_and_the_suspected_count()
     {
         var t = Types.New();
