@@ -2,18 +2,25 @@
 # bench/scripts/ab_tight.py — A/B of the allocator between two builds (e.g. before and after a change): starts the
 # benchmark program of each build in its hidden KMEMLEAK=off child mode, asks both for repetitions of one allocation
 # workload in alternating order, and prints the medians and their ratio.
-# usage: bench/scripts/ab_tight.py OLD_CHECKOUT NEW_CHECKOUT [ROUNDS] [WORKLOAD [OPS]]   (build both with -c Release)
+# usage: bench/scripts/ab_tight.py [--tracking] OLD_CHECKOUT NEW_CHECKOUT [ROUNDS] [WORKLOAD [OPS]]   (build both with -c Release)
 #   WORKLOAD: pair64-tight (default), pair64-batch1000, mixed, producer-consumer; OPS per repetition (default 2000000)
+#   --tracking: the children run with leak tracking on (KMEM_BENCH_CHILD_TRACKING=1; both builds must accept it)
 import os
 import statistics
 import subprocess
 import sys
 
 
+TRACKING = "--tracking" in sys.argv
+if TRACKING:
+    sys.argv.remove("--tracking")
+
+
 def start(checkout):
     dll = os.path.join(checkout, "bench/Kmem.Benchmarks/bin/Release/net10.0/Kmem.Benchmarks.dll")
+    env = dict(os.environ, KMEM_BENCH_CHILD_TRACKING="1") if TRACKING else dict(os.environ, KMEMLEAK="off")
     p = subprocess.Popen(["dotnet", dll, "quick-child-tracking-off", "2000000"], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True, env=dict(os.environ, KMEMLEAK="off"))
+                         stdout=subprocess.PIPE, text=True, env=env)
     if p.stdout.readline().strip() != "ready":
         sys.exit(f"{checkout}: the benchmark child did not start")
     return p
@@ -30,7 +37,7 @@ def ask(child, command):
 
 def main():
     if not 3 <= len(sys.argv) <= 6:
-        sys.exit("usage: ab_tight.py OLD_CHECKOUT NEW_CHECKOUT [ROUNDS] [WORKLOAD [OPS]]")
+        sys.exit("usage: ab_tight.py [--tracking] OLD_CHECKOUT NEW_CHECKOUT [ROUNDS] [WORKLOAD [OPS]]")
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 30
     workload = sys.argv[4] if len(sys.argv) > 4 else "pair64-tight"
     ops = sys.argv[5] if len(sys.argv) > 5 else "2000000"

@@ -184,7 +184,8 @@ internal sealed class KmemChild : IDisposable
             return 2;
         }
 
-        if (Kmemleak.IsEnabled)
+        // KMEM_BENCH_CHILD_TRACKING=1 (bench/scripts/ab_tight.py --tracking): the same loops with leak tracking on.
+        if (Kmemleak.IsEnabled && Environment.GetEnvironmentVariable("KMEM_BENCH_CHILD_TRACKING") != "1")
         {
             Console.Error.WriteLine($"error: {ChildMode} must be started with KMEMLEAK=off (leak tracking is on)");
             return 3;

@@ -13,17 +13,23 @@ internal static unsafe class SlabMeta
 {
     // Laid out for the densest class (16-byte blocks, 16384 per slab).
     private const int MaxBlocks = (int)(KmemMap.UnitSize / SizeClasses.MinSize);
-    // The arrays start at different offsets within a page, so that the entries of one block never share the low
-    // 12 address bits (loads would wait on unrelated stores: 4K aliasing).
-    private const int OwnersOffset = 0x000C0;                     // ushort[MaxBlocks]
-    private const int SitesOffset = 0x09540;                      // uint[MaxBlocks]: allocation context
-    private const int StampsOffset = 0x1A3C0;                     // uint[MaxBlocks]
-    private const int CrcsOffset = 0x2B700;                       // uint[MaxBlocks]
-    private const int LeakOffset = 0x3C880;                       // byte[MaxBlocks]
-    private const int BitmapsOffset = 0x40A00;                    // ulong[ScanBitsPerBlock][MaxBlocks / 64]: the scanner's bitmaps
+    // Every array starts on a page, so a slab with fewer blocks touches whole pages of each (a 64-byte slab's 4096
+    // blocks: owners 2 pages, contexts 4, stamps 4, state 1). So that the entries of one block do not share their low
+    // 12 address bits (a load would wait on an unrelated store: 4K aliasing), all arrays but the owners are indexed by
+    // the slot with a few bits flipped: for slot 0, owner at page offset 0, checksum 64, context 128, stamp 192, state
+    // 256. A flip keeps runs of 64 slots from a multiple of 64 contiguous (the scan's vector reads of the state bytes).
+    // A page after the owners, never written, holds the entry after a full slab's last block (HeapVerifier checks that
+    // entry is 0 in every slab).
+    private const int OwnersOffset = 0x00000;                     // ushort[MaxBlocks], then a page of zeros
+    private const int SitesOffset = 0x09000;                      // uint[MaxBlocks]: allocation context
+    private const int StampsOffset = 0x19000;                     // uint[MaxBlocks]
+    private const int CrcsOffset = 0x29000;                       // uint[MaxBlocks]
+    private const int LeakOffset = 0x39000;                       // byte[MaxBlocks]
+    private const int BitmapsOffset = 0x3D000;                    // ulong[ScanBitsPerBlock][MaxBlocks / 64]: the scanner's bitmaps
+    private const uint CrcFlip = 16, SiteFlip = 32, StampFlip = 48, LeakFlip = 256;
     private const int BitmapBytes = MaxBlocks / 8;
     private const uint BitmapsFit = Stride - BitmapsOffset - ScanBitsPerBlock * BitmapBytes; // (does not compile if not)
-    public const int Stride = 0x43000;                            // 268 KiB of address space, committed per slab
+    public const int Stride = 0x3F000;                            // 252 KiB of address space, committed per slab
 
     /// <summary>Side-table bytes per block.</summary>
     public const int BytesPerBlock = sizeof(ushort) + 3 * sizeof(uint) + sizeof(byte);
@@ -53,7 +59,7 @@ internal static unsafe class SlabMeta
         // few GiB of small blocks would have run out of mappings. Whole strides of neighbouring slabs merge into one
         // mapping. Pages nobody touches cost no memory (the crc column and the bitmaps until a scan, the columns past a
         // large class's last block), so RSS stays what the columns in use need. The commit charge is the whole stride
-        // (268 KiB a slab): free under Linux's default overcommit (the reservation is MAP_NORESERVE), counted under strict
+        // (252 KiB a slab): free under Linux's default overcommit (the reservation is MAP_NORESERVE), counted under strict
         // overcommit and by Windows.
         return s_pages.Commit((nint)(s_region + (nuint)unit * Stride), Stride);
     }
@@ -70,19 +76,19 @@ internal static unsafe class SlabMeta
 
     /// <summary>The allocation context (<see cref="Diagnostics.AllocContexts"/>: site and thread).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ref uint Site(byte* meta, uint slot) => ref *(uint*)(meta + SitesOffset + slot * 4);
+    public static ref uint Site(byte* meta, uint slot) => ref *(uint*)(meta + SitesOffset + (slot ^ SiteFlip) * 4);
 
     /// <summary>The allocating thread's sequence number at allocation (birth order and age for the leak detector).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ref uint Stamp(byte* meta, uint slot) => ref *(uint*)(meta + StampsOffset + slot * 4);
+    public static ref uint Stamp(byte* meta, uint slot) => ref *(uint*)(meta + StampsOffset + (slot ^ StampFlip) * 4);
 
     /// <summary>The leak detector's checksum of the contents.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ref uint Crc(byte* meta, uint slot) => ref *(uint*)(meta + CrcsOffset + slot * 4);
+    public static ref uint Crc(byte* meta, uint slot) => ref *(uint*)(meta + CrcsOffset + (slot ^ CrcFlip) * 4);
 
     /// <summary>The leak detector's state byte (<see cref="Leak.LeakState"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ref byte Leak(byte* meta, uint slot) => ref *(meta + LeakOffset + slot);
+    public static ref byte Leak(byte* meta, uint slot) => ref *(meta + LeakOffset + (slot ^ LeakFlip));
 
     /// <summary>Bit i set when slot <paramref name="first"/> + i holds a block (its owner is not 0), for 64 slots from
     /// <paramref name="first"/> (a multiple of 64; the columns have room for whole words).</summary>
@@ -102,7 +108,7 @@ internal static unsafe class SlabMeta
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong StateMask(byte* meta, uint first, byte mask, byte value)
     {
-        byte* s = meta + LeakOffset + first;
+        byte* s = meta + LeakOffset + (first ^ LeakFlip); // first is a multiple of 64: the 64 bytes are contiguous
         Vector256<byte> m = Vector256.Create(mask), v = Vector256.Create(value);
         return Vector256.Equals(Vector256.Load(s) & m, v).ExtractMostSignificantBits()
             | (ulong)Vector256.Equals(Vector256.Load(s + 32) & m, v).ExtractMostSignificantBits() << 32;
