@@ -4,7 +4,8 @@
 # workload in alternating order, and prints the medians and their ratio.
 # usage: bench/scripts/ab_tight.py [--tracking] OLD_CHECKOUT NEW_CHECKOUT [ROUNDS] [WORKLOAD [OPS]]   (build both with -c Release)
 #   WORKLOAD: pair64-tight (default), pair64-batch1000, mixed, producer-consumer; OPS per repetition (default 2000000)
-#   --tracking: the children run with leak tracking on (KMEM_BENCH_CHILD_TRACKING=1; both builds must accept it)
+#   --tracking: the children run with leak tracking on (KMEM_BENCH_CHILD_TRACKING=1); both builds' benchmark programs
+#   must accept it (commits from 25bd53b on; for an older one, apply that commit's change to Quick/KmemChild.cs)
 import os
 import statistics
 import subprocess
@@ -18,7 +19,11 @@ if TRACKING:
 
 def start(checkout):
     dll = os.path.join(checkout, "bench/Kmem.Benchmarks/bin/Release/net10.0/Kmem.Benchmarks.dll")
-    env = dict(os.environ, KMEM_BENCH_CHILD_TRACKING="1") if TRACKING else dict(os.environ, KMEMLEAK="off")
+    if TRACKING:
+        env = {k: v for k, v in os.environ.items() if k != "KMEMLEAK"}
+        env["KMEM_BENCH_CHILD_TRACKING"] = "1"
+    else:
+        env = dict(os.environ, KMEMLEAK="off")
     p = subprocess.Popen(["dotnet", dll, "quick-child-tracking-off", "2000000"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, env=env)
     if p.stdout.readline().strip() != "ready":

@@ -66,16 +66,26 @@ public sealed class TelemetryTests
                     inUse = value;
         });
         listener.Start();
-        long folds = Kmem.Telemetry.KmemMetrics.Folds;
-        listener.RecordObservableInstruments(); // six per-type instruments
-        Assert.Equal(1, Kmem.Telemetry.KmemMetrics.Folds - folds);
-        Assert.Equal(1, inUse);
-        void* b = Heap.Malloc(100, t);
-        listener.RecordObservableInstruments(); // at once: a new collection, which does not reuse the last one's fold
-        Assert.Equal(2, Kmem.Telemetry.KmemMetrics.Folds - folds);
-        Assert.Equal(2, inUse);
-        Heap.Free(a, t);
-        Heap.Free(b, t);
+        long reuse = Kmem.Telemetry.KmemMetrics.FoldReuseTicks;
+        Kmem.Telemetry.KmemMetrics.FoldReuseTicks = long.MaxValue; // a stall between two instruments must not count
+        Kmem.Telemetry.KmemMetrics.ForgetFold(); // nor a fold left by an earlier test
+        try
+        {
+            long folds = Kmem.Telemetry.KmemMetrics.Folds;
+            listener.RecordObservableInstruments(); // six per-type instruments
+            Assert.Equal(1, Kmem.Telemetry.KmemMetrics.Folds - folds);
+            Assert.Equal(1, inUse);
+            void* b = Heap.Malloc(100, t);
+            listener.RecordObservableInstruments(); // at once: a new collection, which does not reuse the last one's fold
+            Assert.Equal(2, Kmem.Telemetry.KmemMetrics.Folds - folds);
+            Assert.Equal(2, inUse);
+            Heap.Free(b, t);
+        }
+        finally
+        {
+            Kmem.Telemetry.KmemMetrics.FoldReuseTicks = reuse;
+            Heap.Free(a, t);
+        }
     }
 
     [Fact]

@@ -185,9 +185,12 @@ internal sealed class KmemChild : IDisposable
         }
 
         // KMEM_BENCH_CHILD_TRACKING=1 (bench/scripts/ab_tight.py --tracking): the same loops with leak tracking on.
-        if (Kmemleak.IsEnabled && Environment.GetEnvironmentVariable("KMEM_BENCH_CHILD_TRACKING") != "1")
+        bool tracking = Environment.GetEnvironmentVariable("KMEM_BENCH_CHILD_TRACKING") == "1";
+        if (Kmemleak.IsEnabled != tracking)
         {
-            Console.Error.WriteLine($"error: {ChildMode} must be started with KMEMLEAK=off (leak tracking is on)");
+            Console.Error.WriteLine(tracking
+                ? $"error: {ChildMode} with KMEM_BENCH_CHILD_TRACKING=1 needs leak tracking on (is KMEMLEAK=off set?)"
+                : $"error: {ChildMode} must be started with KMEMLEAK=off (leak tracking is on)");
             return 3;
         }
 

@@ -36,6 +36,9 @@ internal static unsafe partial class LeakScanner
     /// <summary>How many times the white blocks' checksums were summed on the lanes (for tests).</summary>
     internal static long ParallelSums;
 
+    /// <summary>Set by tests: called by each lane when it has summed its slabs (a failing lane).</summary>
+    internal static Action<int>? SumLaneFault;
+
     /// <summary>How many rounds ended with blocks handed back to the scanning thread (for tests).</summary>
     internal static long RoundsHandedBack;
 
@@ -73,12 +76,17 @@ internal static unsafe partial class LeakScanner
         EnsureMarkLanes();
         s_sumNext = 0;
         ParallelSums++;
-        ScanWorkers.Run(s_sumLane);
-        foreach (MarkLane lane in s_markLanes)
+        try
         {
-            foreach (ulong packed in lane.Changed)
-                GraySlab((uint)(~packed >> 32), (uint)~packed);
-            lane.Changed.Clear();
+            ScanWorkers.Run(s_sumLane);
+            foreach (MarkLane lane in s_markLanes)
+                GrayChanged(lane.Changed);
+        }
+        catch
+        {
+            foreach (MarkLane lane in s_markLanes)
+                ForgetSums(lane.Changed); // (what was grayed already only gets a second chance again)
+            throw;
         }
     }
 
@@ -89,6 +97,7 @@ internal static unsafe partial class LeakScanner
         changed.Clear();
         for (int i; (i = Interlocked.Increment(ref s_sumNext) - 1) < s_slabs.Length && !ScanWorkers.Failed;)
             SumWhiteBlocks(s_slabs[i], changed);
+        SumLaneFault?.Invoke(index);
     }
 
     private static void EnsureMarkLanes()

@@ -717,11 +717,17 @@ internal static unsafe partial class LeakScanner
             else
             {
                 s_changed.Clear();
-                foreach (uint unit in s_slabs)
-                    SumWhiteBlocks(unit, s_changed);
-                foreach (ulong packed in s_changed)
-                    GraySlab((uint)(~packed >> 32), (uint)~packed);
-                s_changed.Clear();
+                try
+                {
+                    foreach (uint unit in s_slabs)
+                        SumWhiteBlocks(unit, s_changed);
+                    GrayChanged(s_changed);
+                }
+                catch
+                {
+                    ForgetSums(s_changed);
+                    throw;
+                }
             }
             foreach (LeakRecord r in s_records)
             {
@@ -1218,13 +1224,37 @@ internal static unsafe partial class LeakScanner
                 ref uint stored = ref SlabMeta.Crc(meta, slot);
                 if ((state & LeakState.CrcValid) == 0 || crc != stored)
                 {
+                    changed.Add(~(((ulong)unit << 32) | slot)); // first: a block whose sum is stored is on the list
                     stored = crc;
                     state |= LeakState.CrcValid;
-                    changed.Add(~(((ulong)unit << 32) | slot));
                 }
             }
         }
     }
+
+    // Grays the listed blocks (their sums changed) and empties the list; a list grown by a scan that found many changed
+    // blocks (the first scan sums every white block) gives its memory back.
+    private static void GrayChanged(List<ulong> changed)
+    {
+        foreach (ulong packed in changed)
+            GraySlab((uint)(~packed >> 32), (uint)~packed);
+        changed.Clear();
+        if (changed.Capacity > ChangedKeep)
+            changed.Capacity = 0;
+    }
+
+    // When summing or graying fails, the listed blocks lose the sums just stored (CrcValid cleared), so that the next
+    // scan sees them changed again and none misses its second chance; the list is emptied.
+    private static void ForgetSums(List<ulong> changed)
+    {
+        foreach (ulong packed in changed)
+            SlabMeta.Leak(SlabMeta.Of((uint)(~packed >> 32)), (uint)~packed) &= unchecked((byte)~LeakState.CrcValid);
+        changed.Clear();
+        if (changed.Capacity > ChangedKeep)
+            changed.Capacity = 0;
+    }
+
+    private const int ChangedKeep = 4096; // entries a list of changed blocks keeps between scans
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs rarely and long: no tiering
     private static uint Crc32C(uint crc, byte* p, nuint n)

@@ -15,7 +15,7 @@ internal static class KmemMetrics
     private static readonly Meter s_meter = new(MeterName, typeof(KmemMetrics).Assembly.GetName().Version?.ToString());
     // A collection calls the per-type instruments one after another. An instrument that has not read the last fold yet,
     // within this long of it, is part of the same collection and reads it too; one that has read it starts a new fold.
-    private static readonly long s_foldReuseTicks = Stopwatch.Frequency / 10; // 100 ms
+    internal static long FoldReuseTicks = Stopwatch.Frequency / 10; // 100 ms (tests set it longer)
     private static readonly object s_foldLock = new();
     private static IReadOnlyList<MallocTypeStats>? s_lastFold;
     private static long s_lastFoldAt;
@@ -24,6 +24,13 @@ internal static class KmemMetrics
 
     /// <summary>How many times the instruments folded the type statistics (for tests).</summary>
     internal static long Folds;
+
+    /// <summary>Drops the last fold, so the next instrument read folds (for tests).</summary>
+    internal static void ForgetFold()
+    {
+        lock (s_foldLock)
+            s_lastFold = null;
+    }
     private static readonly Histogram<double> s_scanDuration;
     private static readonly Counter<long> s_poolLeaked;
 
@@ -71,7 +78,7 @@ internal static class KmemMetrics
         int bit = 1 << instrument;
         lock (s_foldLock)
         {
-            if (s_lastFold is null || (s_foldReadBy & bit) != 0 || Stopwatch.GetTimestamp() - s_lastFoldAt >= s_foldReuseTicks)
+            if (s_lastFold is null || (s_foldReadBy & bit) != 0 || Stopwatch.GetTimestamp() - s_lastFoldAt >= Volatile.Read(ref FoldReuseTicks))
             {
                 s_lastFold = Heap.TypeStats();
                 s_lastFoldAt = Stopwatch.GetTimestamp();
