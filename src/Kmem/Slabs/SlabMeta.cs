@@ -17,9 +17,10 @@ internal static unsafe class SlabMeta
     // blocks: owners 2 pages, contexts 4, stamps 4, state 1). So that the entries of one block seldom share their low
     // 12 address bits (a load would wait on an unrelated store: 4K aliasing), all arrays but the owners are indexed by
     // the slot with a few bits flipped: for slot 0, owner at page offset 0, checksum 64, context 128, stamp 192, state
-    // 256 (104 of the 16384 slots still have two entries overlapping modulo 4 KiB, as with in-page start offsets). A flip keeps runs of 64 slots from a multiple of 64 contiguous (the scan's vector reads of the state bytes).
-    // A page after the owners, never written, holds the entry after a full slab's last block (HeapVerifier checks that
-    // entry is 0 in every slab).
+    // 256 (104 of the 16384 slots still have two entries overlapping modulo 4 KiB, as with in-page start offsets). A
+    // flip keeps runs of 64 slots from a multiple of 64 contiguous (the scan's vector reads of the state bytes). A page
+    // after the owners, never written, holds the entry after a full slab's last block (HeapVerifier checks that entry
+    // is 0 in every slab).
     private const int OwnersOffset = 0x00000;                     // ushort[MaxBlocks], then a page of zeros
     private const int SitesOffset = 0x09000;                      // uint[MaxBlocks]: allocation context
     private const int StampsOffset = 0x19000;                     // uint[MaxBlocks]

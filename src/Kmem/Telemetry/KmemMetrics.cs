@@ -22,17 +22,11 @@ internal static class KmemMetrics
     private static int s_foldReadBy; // a bit for each per-type instrument that has read s_lastFold
     private static long s_suspected;
 
-    /// <summary>How many times the instruments folded the type statistics (for tests).</summary>
-    internal static long Folds;
-
-    /// <summary>Drops the last fold, so the next instrument read folds (for tests).</summary>
-    internal static void ForgetFold()
-    {
-        lock (s_foldLock)
-            s_lastFold = null;
-    }
     private static readonly Histogram<double> s_scanDuration;
     private static readonly Counter<long> s_poolLeaked;
+
+    /// <summary>How many times the instruments folded the type statistics (for tests).</summary>
+    internal static long Folds;
 
     static KmemMetrics()
     {
@@ -64,6 +58,13 @@ internal static class KmemMetrics
     }
 
     public static void PoolLeaked() => s_poolLeaked.Add(1);
+
+    /// <summary>Drops the last fold, so the next instrument read folds (for tests).</summary>
+    internal static void ForgetFold()
+    {
+        lock (s_foldLock)
+            s_lastFold = null;
+    }
 
     private static IEnumerable<Measurement<long>> PerType(int instrument, Func<MallocTypeStats, long> value)
     {
