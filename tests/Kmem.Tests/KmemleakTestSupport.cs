@@ -28,9 +28,12 @@ internal sealed unsafe class RootTable : IDisposable
 
     public nint this[int i]
     {
-        get => Slots[i];
-        set => Slots[i] = value;
+        get => Slots[Checked(i)];
+        set => Slots[Checked(i)] = value;
     }
+
+    // The slots are native memory: an index past the end would write into the C heap.
+    private int Checked(int i) => (uint)i < (uint)Length ? i : throw new IndexOutOfRangeException($"root table slot {i} of {Length}");
 
     /// <summary>"rmmod": the table stops being a root.</summary>
     public void Unload()

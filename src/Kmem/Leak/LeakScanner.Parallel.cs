@@ -275,7 +275,19 @@ internal static unsafe partial class LeakScanner
         nuint kmemBase = (nuint)KmemMap.Base, kmemSize = KmemMap.Size;
         nuint foreignMin = ~s_foreignMinC, foreignSpan = ~s_foreignSpanC, physMin = ~s_physMinC, physSpan = ~s_physSpanC;
         nuint w = ((nuint)start + 7) & ~(nuint)7, end = (nuint)start + length;
-        if (Vector256.IsHardwareAccelerated && sizeof(nuint) == sizeof(ulong))
+        if (Vector256.IsHardwareAccelerated && sizeof(nuint) == sizeof(ulong) && (foreignSpan | physSpan) == 0)
+        {
+            // No foreign or physical objects registered (the usual case): kmem_map's bounds are the only ones to test.
+            Vector256<ulong> kb = Vector256.Create((ulong)kmemBase), ks = Vector256.Create((ulong)kmemSize);
+            for (; w + 64 <= end; w += 64)
+            {
+                uint any = Vector256.LessThan(Vector256.Load((ulong*)w) - kb, ks).ExtractMostSignificantBits()
+                    | Vector256.LessThan(Vector256.Load((ulong*)w + 4) - kb, ks).ExtractMostSignificantBits() << 4;
+                for (; any != 0; any &= any - 1)
+                    ReferenceKmemOnLane(me, ((nuint*)w)[BitOperations.TrailingZeroCount(any)], unit, slot);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated && sizeof(nuint) == sizeof(ulong))
         {
             for (; w + 64 <= end; w += 64)
             {
