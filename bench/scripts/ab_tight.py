@@ -23,7 +23,8 @@ def start(checkout):
         env = {k: v for k, v in os.environ.items() if k != "KMEMLEAK"}
         env["KMEM_BENCH_CHILD_TRACKING"] = "1"
     else:
-        env = dict(os.environ, KMEMLEAK="off")
+        env = {k: v for k, v in os.environ.items() if k != "KMEM_BENCH_CHILD_TRACKING"}
+        env["KMEMLEAK"] = "off"
     p = subprocess.Popen(["dotnet", dll, "quick-child-tracking-off", "2000000"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, env=env)
     if p.stdout.readline().strip() != "ready":

@@ -47,6 +47,7 @@ internal sealed class KmemChild : IDisposable
 
         start.ArgumentList.Add(ChildMode);
         start.Environment["KMEMLEAK"] = "off";
+        start.Environment.Remove("KMEM_BENCH_CHILD_TRACKING"); // (ab_tight.py --tracking's; these children run without)
         start.RedirectStandardInput = true;
         start.RedirectStandardOutput = true; // stderr is shared, so a failing child's message is seen
         Process process;

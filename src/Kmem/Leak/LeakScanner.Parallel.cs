@@ -85,7 +85,7 @@ internal static unsafe partial class LeakScanner
         catch
         {
             foreach (MarkLane lane in s_markLanes)
-                ForgetSums(lane.Changed); // (what was grayed already only gets a second chance again)
+                ForgetSums(lane.Changed); // lanes grayed already are on the scan's list, which Run forgets
             throw;
         }
     }

@@ -128,12 +128,26 @@ internal static unsafe partial class LeakScanner
 
     public static ScanOutcome Run(int minAgeMs, int unrefScans, RootOptions roots, Func<bool> cancelled)
     {
+        s_summed.Clear();
+        s_recordSums.Clear();
         try
         {
             return RunCore(minAgeMs, unrefScans, roots, cancelled);
         }
+        catch
+        {
+            // A scan that fails drops the checksums it stored, so that what changed before it still gets its second chance.
+            ForgetSums(s_summed);
+            foreach ((LeakRecord r, uint crc) in s_recordSums)
+                r.Crc = crc;
+            throw;
+        }
         finally
         {
+            s_summed.Clear();
+            if (s_summed.Capacity > ChangedKeep)
+                s_summed.Capacity = 0;
+            s_recordSums.Clear();
             // Also after a failure: lookups go back to the locked tables, and nothing of this scan is kept.
             s_inScan = false;
             s_contexts = null;
@@ -736,6 +750,7 @@ internal static unsafe partial class LeakScanner
                 uint crc = Checksum(r);
                 if (crc != r.Crc)
                 {
+                    s_recordSums.Add((r, r.Crc));
                     r.Crc = crc;
                     GrayRecord(r);
                 }
@@ -1199,6 +1214,8 @@ internal static unsafe partial class LeakScanner
     }
 
     private static readonly List<ulong> s_changed = new(); // ~(unit << 32 | slot): summed white blocks that changed
+    private static readonly List<ulong> s_summed = new();  // the same, every one this scan grayed (forgotten if it fails)
+    private static readonly List<(LeakRecord Record, uint Crc)> s_recordSums = new(); // records' sums before this scan's
 
     // Sums the white blocks of a slab (kmemleak's checksum of the contents); each whose sum differs from the stored one, or
     // has none, gets the new sum and goes on the list (complemented, as unit and slot), to be grayed for a second chance.
@@ -1232,12 +1249,14 @@ internal static unsafe partial class LeakScanner
         }
     }
 
-    // Grays the listed blocks (their sums changed) and empties the list; a list grown by a scan that found many changed
-    // blocks (the first scan sums every white block) gives its memory back.
+    // Grays the listed blocks (their sums changed), moves them to the scan's list (Run forgets their sums if the scan
+    // fails later) and empties the list; a list grown by a scan that found many changed blocks (the first scan sums every
+    // white block) gives its memory back.
     private static void GrayChanged(List<ulong> changed)
     {
         foreach (ulong packed in changed)
             GraySlab((uint)(~packed >> 32), (uint)~packed);
+        s_summed.AddRange(changed);
         changed.Clear();
         if (changed.Capacity > ChangedKeep)
             changed.Capacity = 0;
