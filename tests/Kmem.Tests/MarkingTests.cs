@@ -14,6 +14,21 @@ public unsafe class MarkingTests
 
     private static bool Reported(LeakScanResult r, void* p) => r.Leaks.Any(l => l.Address == (nuint)p);
 
+    // Allocates slabs' worth of zeroed blocks of one size, keeps those of the slabs that came out wholly the test's (in
+    // address order) and frees the rest; returns the blocks kept and how many slabs they fill.
+    private static (nint[] Blocks, int Slabs) BlocksOfWholeSlabs(MallocType t, nuint size, int slabsWorth)
+    {
+        int perSlab = (int)Kmem.Slabs.SizeClasses.BlocksPerSlab(Kmem.Slabs.SizeClasses.ClassOf(size));
+        var all = new nint[slabsWorth * perSlab];
+        for (int i = 0; i < all.Length; i++)
+            all[i] = (nint)Heap.Malloc(size, t, MallocFlags.Zero);
+        var whole = all.GroupBy(p => Kmem.Pages.KmemMap.UnitOf((void*)p)).Where(g => g.Count() == perSlab).ToList();
+        nint[] blocks = whole.SelectMany(g => g).Order().ToArray();
+        foreach (nint p in all.Except(blocks))
+            Heap.Free((void*)p, t);
+        return (blocks, whole.Count);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -128,15 +143,8 @@ public unsafe class MarkingTests
         using var root = new RootTable(1);
         // The chain takes only slabs all of whose blocks are the test's (other tests' blocks elsewhere cannot split what
         // a sweep meets), in address order, whatever order the heap gave the blocks out in.
-        int perSlab = (int)Kmem.Slabs.SizeClasses.BlocksPerSlab(Kmem.Slabs.SizeClasses.ClassOf(64));
-        var all = new nint[6 * perSlab];
-        for (int i = 0; i < all.Length; i++)
-            all[i] = (nint)Heap.Malloc(64, t, MallocFlags.Zero);
-        var whole = all.GroupBy(p => Kmem.Pages.KmemMap.UnitOf((void*)p)).Where(g => g.Count() == perSlab).ToList();
-        nint[] nodes = whole.SelectMany(g => g).Order().ToArray();
-        foreach (nint p in all.Except(nodes))
-            Heap.Free((void*)p, t);
-        Assert.True(whole.Count >= 3, $"{whole.Count} whole slabs");
+        (nint[] nodes, int whole) = BlocksOfWholeSlabs(t, 64, 6);
+        Assert.True(whole >= 3, $"{whole} whole slabs");
         int N = nodes.Length;
         LeakScanner.ParallelMarkingOverride = true;
         try
@@ -189,15 +197,8 @@ public unsafe class MarkingTests
         // have two words after the vector part). The head is a root by NotLeak: with no foreign object registered the
         // lanes test kmem_map's bounds alone, with one they test all three ranges.
         var t = Types.New();
-        int perSlab = (int)Kmem.Slabs.SizeClasses.BlocksPerSlab(Kmem.Slabs.SizeClasses.ClassOf((nuint)size));
-        var all = new nint[4 * perSlab];
-        for (int i = 0; i < all.Length; i++)
-            all[i] = (nint)Heap.Malloc((nuint)size, t, MallocFlags.Zero);
-        nint[] nodes = all.GroupBy(p => Kmem.Pages.KmemMap.UnitOf((void*)p)).Where(g => g.Count() == perSlab)
-            .SelectMany(g => g).Order().ToArray();
-        foreach (nint p in all.Except(nodes))
-            Heap.Free((void*)p, t);
-        Assert.True(nodes.Length >= 2 * perSlab, $"{nodes.Length} blocks in whole slabs");
+        (nint[] nodes, int whole) = BlocksOfWholeSlabs(t, (nuint)size, 4);
+        Assert.True(whole >= 2, $"{whole} whole slabs");
         int words = size / 8;
         for (int i = 0; i + 1 < nodes.Length; i++)
             ((nint*)nodes[i])[i % words] = nodes[i + 1];

@@ -144,9 +144,7 @@ internal static unsafe partial class LeakScanner
         }
         finally
         {
-            s_summed.Clear();
-            if (s_summed.Capacity > ChangedKeep)
-                s_summed.Capacity = 0;
+            Empty(s_summed);
             s_recordSums.Clear();
             // Also after a failure: lookups go back to the locked tables, and nothing of this scan is kept.
             s_inScan = false;
@@ -1257,9 +1255,7 @@ internal static unsafe partial class LeakScanner
         foreach (ulong packed in changed)
             GraySlab((uint)(~packed >> 32), (uint)~packed);
         s_summed.AddRange(changed);
-        changed.Clear();
-        if (changed.Capacity > ChangedKeep)
-            changed.Capacity = 0;
+        Empty(changed);
     }
 
     // When summing or graying fails, the listed blocks lose the sums just stored (CrcValid cleared), so that the next
@@ -1268,6 +1264,12 @@ internal static unsafe partial class LeakScanner
     {
         foreach (ulong packed in changed)
             SlabMeta.Leak(SlabMeta.Of((uint)(~packed >> 32)), (uint)~packed) &= unchecked((byte)~LeakState.CrcValid);
+        Empty(changed);
+    }
+
+    // Empties a list of changed blocks; one grown past ChangedKeep entries gives its memory back.
+    private static void Empty(List<ulong> changed)
+    {
         changed.Clear();
         if (changed.Capacity > ChangedKeep)
             changed.Capacity = 0;
