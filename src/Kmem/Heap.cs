@@ -175,17 +175,15 @@ public static unsafe partial class Heap
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void* AllocSmall(nuint size, MallocType type, MallocFlags flags, uint site)
-    {
-        byte* tc = ThreadCaches.Current();
-        return AllocSmall(tc, size, type, flags, site, ThreadCaches.Context(tc, site));
-    }
+    private static void* AllocSmall(nuint size, MallocType type, MallocFlags flags, uint site) =>
+        AllocSmall(ThreadCaches.Current(), size, type, flags, site, 0);
 
-    // The small-block fast path with the thread's cache and the allocation's context at hand (MallocBatch has both).
-    // It runs only when the thread's credit for the type covers the block and the bin's head is a free block of its
-    // class; it checks all of that before it writes anything. Anything else (an empty bin, credit to charge, a type
-    // accounted exactly, a corrupted list) goes to AllocSmallSlow, which starts over. Keeping every rare case behind one
-    // call that returns the result leaves nothing live across a call, so the fast path needs no stack spills.
+    // The small-block fast path with the thread's cache at hand; MallocBatch also has the allocation's context (0: look
+    // it up in the thread's context cache). It runs only when the thread's credit for the type covers the block, the
+    // bin's head is a free block of its class and the context is cached; it checks all of that before it writes anything.
+    // Anything else (an empty bin, credit to charge, a type accounted exactly, a corrupted list, a new site) goes to
+    // AllocSmallSlow, which starts over. With every rare case behind one call that returns the result, few values
+    // are live across a call, and the fast path keeps them in registers.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void* AllocSmall(byte* tc, nuint size, MallocType type, MallocFlags flags, uint site, uint context)
     {
@@ -202,6 +200,8 @@ public static unsafe partial class Heap
         ref ushort owner = ref SlabMeta.Owner(meta, slot);
         if (owner != 0 || (nuint)slot * ci->Size != (off & KmemMap.UnitMask))
             return AllocSmallSlow(tc, size, type, flags, site, context);
+        if (context == 0 && (context = ThreadCaches.CachedContext(tc, site)) == 0)
+            return AllocSmallSlow(tc, size, type, flags, site, 0);
         ts->Credit = credit;
         if (credit < ts->LowCredit)
             ts->LowCredit = credit;
@@ -213,6 +213,8 @@ public static unsafe partial class Heap
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void* AllocSmallSlow(byte* tc, nuint size, MallocType type, MallocFlags flags, uint site, uint context)
     {
+        if (context == 0)
+            context = ThreadCaches.Context(tc, site);
         int cls = SizeClasses.ClassOf(size);
         ClassInfo* ci = SizeClasses.Info(cls);
         long bytes = ci->Size;
@@ -237,7 +239,8 @@ public static unsafe partial class Heap
         return HandOut(tc, bin, ts, cls, KmemMap.Base + off, meta, slot, ref owner, type, flags, size, context);
     }
 
-    // Takes the checked head block p off its bin and gives it to the type: owner, context, birth stamp, counts.
+    // Takes the checked head block p off its bin and gives it to the type: owner, context, counts, birth stamp. The
+    // calls (tracing, zeroing) come last, so nothing but p is live across them.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void* HandOut(byte* tc, ClassBin* bin, TypeSlot* ts, int cls, byte* p, byte* meta, uint slot,
         ref ushort owner, MallocType type, MallocFlags flags, nuint size, uint context)
@@ -247,18 +250,28 @@ public static unsafe partial class Heap
         bin->Allocs++;
         owner = (ushort)type.Index;
         SlabMeta.Site(meta, slot) = context;
-        if (LeakTracking.Enabled)
-        {
-            SlabMeta.Stamp(meta, slot) = ++ThreadCaches.Header(tc)->Sequence;
-            SlabMeta.Leak(meta, slot) = 0; // also marks the checksum as not computed
-            if (LeakTracking.Trace)
-                Kmemleak.RecordTrace(p, SlabMeta.Stamp(meta, slot));
-        }
-
         ts->Allocs++;
         ulong bit = SizeClasses.SizeBit(cls);
         if ((ts->Sizes & bit) == 0)
             ts->Sizes |= bit;
+        if (LeakTracking.Enabled)
+        {
+            uint stamp = ++ThreadCaches.Header(tc)->Sequence;
+            SlabMeta.Stamp(meta, slot) = stamp;
+            SlabMeta.Leak(meta, slot) = 0; // also marks the checksum as not computed
+            if (LeakTracking.Trace)
+                return Traced(p, stamp, flags, size);
+        }
+        if ((flags & MallocFlags.Zero) != 0)
+            NativeMemory.Clear(p, size);
+        return p;
+    }
+
+    // HandOut's end with kmemleak's allocation trace on.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void* Traced(byte* p, uint stamp, MallocFlags flags, nuint size)
+    {
+        Kmemleak.RecordTrace(p, stamp);
         if ((flags & MallocFlags.Zero) != 0)
             NativeMemory.Clear(p, size);
         return p;

@@ -99,6 +99,14 @@ internal static unsafe class ThreadCaches
         return (uint)e == site && e != 0 ? (uint)(e >> 32) : ContextSlow(tc, site);
     }
 
+    /// <summary>The allocation context of <paramref name="site"/> if this thread's cache has it, else 0 (no context is 0).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint CachedContext(byte* tc, uint site)
+    {
+        ulong e = ((ulong*)(tc + ContextCacheOffset))[site & (ContextCacheEntries - 1)];
+        return (uint)e == site ? (uint)(e >> 32) : 0;
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static uint ContextSlow(byte* tc, uint site)
     {
