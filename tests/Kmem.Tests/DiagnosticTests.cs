@@ -242,6 +242,38 @@ public sealed unsafe class DiagnosticTests : IDisposable
     }
 
     [Fact]
+    public void Without_DIAGNOSTIC_malloc_and_a_batch_still_refuse_a_link_to_another_size_or_a_live_block_and_charge_nothing()
+    {
+        // The always-on checks, met by the allocation fast paths (Heap.Malloc's and MallocBatch's): a block is taken only
+        // after its class and owner are checked; otherwise the slow path panics.
+        KmemOptions.DiagnosticRedzones = false;
+        _type.Diagnostic = false;
+        const int size = 9000;
+        void* other = Heap.Malloc(64, _type);
+        void* live = Heap.Malloc(size, _type);
+        void* x = Heap.Malloc(size, _type);
+        Heap.Free(other, _type);
+        Heap.Free(x, _type);                              // x heads this thread's list
+        *(nuint*)x = BlockLink.Encode((byte*)other);     // and its link names a 64-byte block
+        Assert.True(Heap.Malloc(size, _type) == x);       // x itself is sound
+        long inUse = _type.GetStats().MemUse;
+        Assert.StartsWith("malloc: wrong bucket", PanicAssert.PanicMessage(() => Heap.Malloc(size, _type)));
+        Assert.Equal(inUse, _type.GetStats().MemUse);     // nothing charged
+        void* y = Heap.Malloc(size, _type);               // the cut list is refilled
+        Assert.True(y != null && y != x && y != other);
+
+        Heap.Free(y, _type);
+        Heap.Free(x, _type);
+        *(nuint*)x = BlockLink.Encode((byte*)live);      // now a link to a live block of the same size
+        Assert.True(Heap.Batch(_type).Malloc(size) == x);
+        Assert.StartsWith("malloc: lost data", PanicAssert.PanicMessage(() => Heap.Batch(_type).Malloc(size)));
+        Assert.Equal(inUse, _type.GetStats().MemUse);
+        Heap.Free(x, _type);
+        Heap.Free(live, _type);
+        Assert.Equal(0, _type.GetStats().MemUse);
+    }
+
+    [Fact]
     public void A_corrupted_type_magic_panics_bogus_type_and_so_do_detached_and_never_attached_types()
     {
         _type.Magic = 0x1234;
