@@ -19,9 +19,12 @@ internal static unsafe class BinTransfers
             bin->SpareCount = 0;
             return bin->Head;
         }
-        int n = ClassDepot.All[cls].Refill(out nuint head);
+        uint thread = ThreadCaches.Header(ThreadCaches.CacheOf(bin, cls))->Ordinal;
+        int n = ClassDepot.All[cls].Refill(thread, out nuint head, &bin->Spare);
         bin->Head = head;
         bin->Count = n;
+        if (bin->Spare != 0)
+            bin->SpareCount = n;
         return head;
     }
 
@@ -30,7 +33,7 @@ internal static unsafe class BinTransfers
     public static void Spill(ClassBin* bin, int cls)
     {
         if (bin->Spare != 0)
-            ClassDepot.All[cls].PushBatch(bin->Spare);
+            ClassDepot.All[cls].PushBatch(ThreadCaches.Header(ThreadCaches.CacheOf(bin, cls))->Ordinal, bin->Spare);
         bin->Spare = bin->Head;
         bin->SpareCount = bin->Count;
         bin->Head = 0;

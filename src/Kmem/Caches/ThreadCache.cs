@@ -85,6 +85,9 @@ internal static unsafe class ThreadCaches
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ClassBin* Bin(byte* tc, int cls) => (ClassBin*)tc + cls;
 
+    /// <summary>The cache a bin of class <paramref name="cls"/> belongs to.</summary>
+    public static byte* CacheOf(ClassBin* bin, int cls) => (byte*)(bin - cls);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TypeSlot* Slot(byte* tc, int typeIndex) => (TypeSlot*)(tc + TypesOffset) + typeIndex;
 

@@ -194,28 +194,38 @@ internal static unsafe class HeapVerifier
 
         private void WalkDepot(int cls, ClassDepot.View v)
         {
-            nuint batch = v.BatchHead;
+            long all = 0;
+            for (int shard = 0; shard < v.BatchHeads.Length; shard++)
+                all += WalkBatches(cls, v, v.BatchHeads[shard], v.BatchCounts[shard], $"shard {shard} of the depot");
+            if (all != v.BatchCount)
+                Problem($"the depot of size {SizeClasses.SizeOf(cls)} holds {all} full batches but counts {v.BatchCount}");
+            WalkList(v.LooseHead, v.LooseCount, cls, "the depot's loose list");
+        }
+
+        // One shard's batches; returns how many it holds (its count when the walk had to stop early).
+        private long WalkBatches(int cls, ClassDepot.View v, nuint batch, long count, string where)
+        {
             long batches = 0;
             while (batch != 0)
             {
-                if (batches == v.BatchCount)
+                if (batches == count)
                 {
-                    Problem($"the depot of size {SizeClasses.SizeOf(cls)} has more full batches than it counts ({v.BatchCount})");
-                    break;
+                    Problem($"{where} of size {SizeClasses.SizeOf(cls)} has more full batches than it counts ({count})");
+                    return count;
                 }
                 if (!Resolve(batch, cls, "the depot's batch list", out uint unit, out uint slot))
-                    break;
+                    return count;
                 bool seen = _slabs[unit][slot] != Unseen;
                 nuint next = BlockLink.NextBatch(BlockLink.Decode(batch)); // read before the walk: only a head holds it
                 long n = WalkList(batch, v.Batch, cls, "a full batch in the depot");
                 batches++;
                 if (seen || n != v.Batch)
-                    break;
+                    return count;
                 batch = next;
             }
-            if (batch == 0 && batches != v.BatchCount)
-                Problem($"the depot of size {SizeClasses.SizeOf(cls)} holds {batches} full batches but counts {v.BatchCount}");
-            WalkList(v.LooseHead, v.LooseCount, cls, "the depot's loose list");
+            if (batches != count)
+                Problem($"{where} of size {SizeClasses.SizeOf(cls)} holds {batches} full batches but counts {count}");
+            return batches;
         }
 
         private void CheckQuarantine(List<QuarantineEntry> entries, HashSet<nuint> poisonChanged)

@@ -1,5 +1,6 @@
-// Slabs/ClassDepot.cs — the shared depot of one size class: full batches spilled by thread caches, loose blocks from
-// dead threads, and the slab being carved. Thread caches come here once per batch; everything here is under one lock.
+// Slabs/ClassDepot.cs — the shared depot of one size class: full batches spilled by thread caches (kept in shards, one
+// per thread ordinal modulo Shards), loose blocks from dead threads, and the slab being carved. Thread caches come here
+// once per batch; everything here is under one lock.
 using Kmem.Pages;
 
 namespace Kmem.Slabs;
@@ -16,12 +17,18 @@ internal sealed unsafe class ClassDepot
             return s_allSlabs.ToArray();
     }
 
+    /// <summary>Shards of full batches. A thread spills to the shard of its ordinal and refills from it first, so the
+    /// blocks it frees come back to it and not to another thread: two threads whose blocks share a side-table cache
+    /// line (32 owner entries) make each other's every malloc and free miss on that line.</summary>
+    public const int Shards = 16;
+
     private readonly object _lock = new();
     private readonly int _class;
     private readonly uint _size;
     private readonly int _batch;
-    private nuint _batchHead;       // encoded; batches of exactly _batch blocks
-    private long _batchCount;
+    private readonly nuint[] _batchHeads = new nuint[Shards]; // encoded; batches of exactly _batch blocks
+    private readonly long[] _batchCounts = new long[Shards];
+    private long _batchCount;       // over every shard
     private nuint _looseHead;       // encoded; single blocks
     private long _looseCount;
     private long _carveUnit = -1;   // slab being carved
@@ -50,45 +57,79 @@ internal sealed unsafe class ClassDepot
     /// <summary>Whether a slot of a slab of this class was ever handed to a cache (a racy read: for messages only).</summary>
     public bool WasCarved(uint unit, uint slot) => Volatile.Read(ref _carveUnit) != unit || slot < Volatile.Read(ref _carveSlot);
 
-    /// <summary>The depot's lists and carving position, as <see cref="Inspect"/> shows them (links are encoded).</summary>
-    public readonly record struct View(nuint BatchHead, long BatchCount, int Batch, nuint LooseHead, long LooseCount,
-        long CarveUnit, uint CarveSlot, long Carved);
+    /// <summary>The depot's lists and carving position, as <see cref="Inspect"/> shows them (links are encoded; the
+    /// shards' heads and counts are copies).</summary>
+    public readonly record struct View(nuint[] BatchHeads, long[] BatchCounts, long BatchCount, int Batch, nuint LooseHead,
+        long LooseCount, long CarveUnit, uint CarveSlot, long Carved);
 
     /// <summary>Runs <paramref name="read"/> on the depot's state with its lock held, so no list changes meanwhile
     /// (the heap verifier walks the lists inside).</summary>
     public T Inspect<T>(Func<View, T> read)
     {
         lock (_lock)
-            return read(new View(_batchHead, _batchCount, _batch, _looseHead, _looseCount, _carveUnit, _carveSlot, _carved));
+            return read(new View((nuint[])_batchHeads.Clone(), (long[])_batchCounts.Clone(), _batchCount, _batch, _looseHead,
+                _looseCount, _carveUnit, _carveSlot, _carved));
     }
 
-    /// <summary>Fills an empty list with up to one batch. Returns the count (0 when no pages could be had).</summary>
-    public int Refill(out nuint head)
+    /// <summary>
+    /// Fills an empty list of the thread with ordinal <paramref name="thread"/> with up to one batch: from its own shard,
+    /// else the loose blocks, else another shard's batch, else a new run of the slab being carved. With
+    /// <paramref name="spare"/> non-null, a run carved for a class of fewer than 32 blocks a batch is two batches, the
+    /// second in *spare, so runs of different threads do not share a cache line of owner entries. Returns the count
+    /// (0 when no pages could be had).
+    /// </summary>
+    public int Refill(uint thread, out nuint head, nuint* spare)
     {
         lock (_lock)
         {
-            if (_batchHead != 0)
-            {
-                byte* b = BlockLink.Decode(_batchHead);
-                head = _batchHead;
-                _batchHead = BlockLink.NextBatch(b);
-                BlockLink.NextBatch(b) = 0;
-                _batchCount--;
+            int own = (int)(thread % Shards);
+            if (TakeBatch(own, out head))
                 return _batch;
-            }
             if (_looseHead != 0)
                 return TakeLoose(out head);
-            return Carve(out head);
+            for (int i = 1; i < Shards; i++)
+            {
+                if (TakeBatch((own + i) & (Shards - 1), out head))
+                    return _batch;
+            }
+            int n = Carve(out head);
+            if (spare != null && n == _batch && _batch < OwnerLineSlots && (_carveSlot & (OwnerLineSlots - 1)) != 0
+                && _carveSlot < SizeClasses.BlocksPerSlab(_class))
+            {
+                if (Carve(out nuint second) == _batch)
+                    *spare = second;
+                else
+                    PushLooseLocked(second);
+            }
+            return n;
         }
     }
 
-    /// <summary>Takes a full batch (exactly <see cref="Batch"/> blocks) from a thread cache.</summary>
-    public void PushBatch(nuint head)
+    private bool TakeBatch(int shard, out nuint head)
     {
+        head = _batchHeads[shard];
+        if (head == 0)
+            return false;
+        byte* b = BlockLink.Decode(head);
+        _batchHeads[shard] = BlockLink.NextBatch(b);
+        BlockLink.NextBatch(b) = 0;
+        _batchCounts[shard]--;
+        _batchCount--;
+        return true;
+    }
+
+    // Owner entries (2 bytes) in a 64-byte cache line.
+    private const int OwnerLineSlots = 32;
+
+    /// <summary>Takes a full batch (exactly <see cref="Batch"/> blocks) from the thread with ordinal <paramref name="thread"/>.</summary>
+    public void PushBatch(uint thread, nuint head)
+    {
+        int shard = (int)(thread % Shards);
         lock (_lock)
         {
-            BlockLink.NextBatch(BlockLink.Decode(head)) = _batchHead;
-            _batchHead = head;
+            BlockLink.NextBatch(BlockLink.Decode(head)) = _batchHeads[shard];
+            _batchHeads[shard] = head;
+            _batchCounts[shard]++;
             _batchCount++;
         }
     }
@@ -107,6 +148,23 @@ internal sealed unsafe class ClassDepot
             _looseHead = head;
             _looseCount += count;
         }
+    }
+
+    // A short carved run (the end of a slab) that Refill cannot hand out as a spare batch; the lock is held.
+    private void PushLooseLocked(nuint head)
+    {
+        int n = 0;
+        byte* tail = null;
+        for (nuint link = head; link != 0; link = BlockLink.Next(tail))
+        {
+            tail = BlockLink.Decode(link);
+            n++;
+        }
+        if (tail == null)
+            return;
+        BlockLink.Next(tail) = _looseHead;
+        _looseHead = head;
+        _looseCount += n;
     }
 
     private int TakeLoose(out nuint head)

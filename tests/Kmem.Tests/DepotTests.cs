@@ -1,0 +1,143 @@
+// DepotTests.cs — the class depot's shards and carving: a thread's spilled batches come back to it and not to another
+// thread, and a carved run of a class with batches under 32 blocks fills whole cache lines of owner entries.
+using Kmem.Slabs;
+using Xunit;
+
+namespace Kmem.Tests;
+
+[Collection(GlobalStateCollection.Name)] // reads and refills the shared depots: no other test may use them meanwhile
+public unsafe class DepotTests
+{
+    [Fact]
+    public void Blocks_a_thread_frees_past_its_bin_come_back_to_it_and_not_to_another_thread()
+    {
+        var type = Types.New();
+        const nuint size = 700; // a class with batches of 32
+        int batch = SizeClasses.BatchOf(SizeClasses.ClassOf(size));
+        int count = 3 * batch;  // more than a bin and its spare hold: one batch goes to the depot
+        var a = new Worker(type, size, count);
+        var b = new Worker(type, size, count);
+        a.Run(w => w.AllocateAll());
+        b.Run(w => w.AllocateAll());
+        a.Run(w => w.FreeAll());
+        b.Run(w => w.FreeAll());    // b's batch is the depot's newest
+        a.Run(w => w.AllocateAll());
+        b.Run(w => w.AllocateAll());
+        Assert.Empty(a.Now.Intersect(b.First));
+        Assert.Empty(b.Now.Intersect(a.First));
+        a.Run(w => w.FreeAll());
+        b.Run(w => w.FreeAll());
+        a.Stop();
+        b.Stop();
+        Assert.Equal(0, type.GetStats().MemUse);
+    }
+
+    [Fact]
+    public void A_carved_run_of_a_class_with_batches_of_16_is_two_batches_ending_on_an_owner_cache_line()
+    {
+        Pages.KmemMap.EnsureStarted();
+        int cls = SizeClasses.ClassOf(3000);
+        ClassDepot depot = ClassDepot.All[cls];
+        Assert.Equal(16, depot.Batch);
+        const uint thread = 7;
+        var taken = new List<(nuint Head, int Count)>();
+        try
+        {
+            for (int carves = 0; carves < 2;)
+            {
+                long carved = depot.Carved;
+                nuint spare = 0;
+                int n = depot.Refill(thread, out nuint head, &spare);
+                Assert.True(n > 0);
+                taken.Add((head, n));
+                if (spare != 0)
+                    taken.Add((spare, depot.Batch));
+                if (depot.Carved == carved)
+                    continue; // a batch or loose blocks already in the depot
+                carves++;
+                (long unit, uint slot) = depot.Inspect(v => (v.CarveUnit, v.CarveSlot));
+                if (slot >= SizeClasses.BlocksPerSlab(cls))
+                    continue; // the run reached the end of its slab
+                Assert.Equal(0u, slot % 32);
+                Assert.True(spare != 0, "a carved run of two batches hands the second out as the spare");
+                nuint size = SizeClasses.SizeOf(cls);
+                Assert.Equal((nint)(BlockLink.Decode(head) + 16 * size), (nint)BlockLink.Decode(spare));
+            }
+        }
+        finally
+        {
+            foreach ((nuint head, int n) in taken)
+                depot.PushLoose(head, n);
+        }
+        TestSupport.AssertHeapHealthy();
+    }
+
+    // A thread that allocates and frees a list of blocks on request (the depot's shard is the thread's).
+    private sealed class Worker
+    {
+        private readonly MallocType _type;
+        private readonly nuint _size;
+        private readonly int _count;
+        private readonly Thread _thread;
+        private readonly SemaphoreSlim _go = new(0), _done = new(0);
+        private Action<Worker>? _work;
+        private readonly List<nint> _live = new();
+        private volatile bool _stop;
+
+        public Worker(MallocType type, nuint size, int count)
+        {
+            _type = type;
+            _size = size;
+            _count = count;
+            _thread = new Thread(Loop) { IsBackground = true };
+            _thread.Start();
+        }
+
+        public HashSet<nint> First { get; } = new();
+        public HashSet<nint> Now { get; } = new();
+
+        public void Run(Action<Worker> work)
+        {
+            _work = work;
+            _go.Release();
+            _done.Wait();
+        }
+
+        public void Stop()
+        {
+            _stop = true;
+            Run(_ => { });
+            _thread.Join();
+        }
+
+        public void AllocateAll()
+        {
+            HashSet<nint> into = First.Count == 0 ? First : Now;
+            for (int i = 0; i < _count; i++)
+            {
+                nint p = (nint)Heap.Malloc(_size, _type);
+                _live.Add(p);
+                into.Add(p);
+            }
+        }
+
+        public void FreeAll()
+        {
+            foreach (nint p in _live)
+                Heap.Free((void*)p, _type);
+            _live.Clear();
+        }
+
+        private void Loop()
+        {
+            while (true)
+            {
+                _go.Wait();
+                _work!(this);
+                _done.Release();
+                if (_stop)
+                    return;
+            }
+        }
+    }
+}
