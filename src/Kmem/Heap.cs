@@ -33,15 +33,16 @@ public static unsafe partial class Heap
         if (type is null || type.AllocGate != 0 || (flags & ~KnownFlags) != 0)
             return MallocChecked(size, type, flags, CallSites.Intern(member, file, line));
         // Inlined into the caller up to here, where the site's strings are constants and the intern folds to a few
-        // compares; the allocation itself is one call, so a call site costs little code and the caller's loop keeps
-        // its registers (mixed workload: 17% faster than with the whole fast path inlined, docs/benchmarks.md).
-        return MallocValid(size, type, flags, CallSites.Intern(member, file, line));
+        // compares, and the thread's cache is read here too. The allocation itself is one call to a function that
+        // calls nothing on its fast path, so a call site costs little code and neither side saves registers for the
+        // other (docs/benchmarks.md, sixth session).
+        return MallocValid(ThreadCaches.Current(), size, type, flags, CallSites.Intern(member, file, line));
     }
 
     // Malloc's allocation once its arguments passed the test.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void* MallocValid(nuint size, MallocType type, MallocFlags flags, uint site) =>
-        size <= SizeClasses.MaxSmall ? AllocSmall(size, type, flags, site) : AllocLarge(size, type, flags, site);
+    private static void* MallocValid(byte* tc, nuint size, MallocType type, MallocFlags flags, uint site) =>
+        size <= SizeClasses.MaxSmall ? AllocSmall(tc, size, type, flags, site, 0) : AllocLarge(size, type, flags, site);
 
     /// <summary>
     /// A handle on this thread's cache for <paramref name="type"/>, for a run of <see cref="MallocBatch.Malloc"/> and
@@ -62,7 +63,7 @@ public static unsafe partial class Heap
     {
         if (type is null || type.AllocGate != 0 || (flags & ~KnownFlags) != 0)
             return MallocChecked(size, type, flags, site);
-        return MallocValid(size, type, flags, site);
+        return MallocValid(ThreadCaches.Current(), size, type, flags, site);
     }
 
     // MallocBatch.Free when its fast path does not apply.
@@ -98,17 +99,21 @@ public static unsafe partial class Heap
 
     /// <summary>free(9): releases a block allocated under <paramref name="type"/>. A null, foreign, interior or already free
     /// address panics with the kernel's wording.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)] // as Malloc's allocation: little code per call site, no spills in the caller
     public static void Free(void* addr, MallocType type,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
-        if (!TryFreeSmall(null, (byte*)addr, type))
+        if (!FreeValid(ThreadCaches.Current(), (byte*)addr, type))
             FreeSlow((byte*)addr, type, member, file, line);
     }
 
-    // Free's fast path, also MallocBatch's (which passes its thread cache; null: this thread's): a live block in a slab,
-    // freed under its own type, which no DIAGNOSTIC check applies to (else its FreeKey matches no owner). False for
-    // anything else, which the checked path handles (and panics with the precise reason).
+    // Free's fast path as one call. The caller reads the thread's cache (the thread-static access is a call itself), so
+    // this one makes no call on its fast path and needs no callee-saved registers: a leaf, like MallocValid.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool FreeValid(byte* tc, byte* p, MallocType type) => TryFreeSmall(tc, p, type);
+
+    // Free's fast path, also MallocBatch's (tc: the calling thread's cache): a live block in a slab, freed under its own
+    // type, which no DIAGNOSTIC check applies to (else its FreeKey matches no owner). False for anything else, which the
+    // checked path handles (and panics with the precise reason).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static bool TryFreeSmall(byte* tc, byte* p, MallocType? type)
     {
@@ -125,7 +130,7 @@ public static unsafe partial class Heap
         if ((nuint)slot * ci->Size != inUnit || owner != type.FreeKey)
             return false;
         owner = 0;
-        FreeSmall(tc == null ? ThreadCaches.Current() : tc, p, cls, ci, type);
+        FreeSmall(tc, p, cls, ci, type);
         return true;
     }
 
