@@ -210,18 +210,25 @@ public sealed unsafe class DiagnosticTests : IDisposable
         Heap.Free(got, _type);
     }
 
-    [Fact]
-    public void A_free_list_link_to_another_size_panics_wrong_bucket_and_to_a_live_block_lost_data()
+    // Without DIAGNOSTIC or redzones: a freed 64-byte block, a live block of `size`, and x, freed last so that it heads
+    // this thread's list of its size, with its link changed to name the 64-byte block.
+    private void ListHeadedByALinkToAnotherSize(nuint size, out void* other, out void* live, out void* x)
     {
         KmemOptions.DiagnosticRedzones = false;
         _type.Diagnostic = false;
-        const int size = 9000;
-        void* other = Heap.Malloc(64, _type);
-        void* live = Heap.Malloc(size, _type);
-        void* x = Heap.Malloc(size, _type);
+        other = Heap.Malloc(64, _type);
+        live = Heap.Malloc(size, _type);
+        x = Heap.Malloc(size, _type);
         Heap.Free(other, _type);
         Heap.Free(x, _type);
         *(nuint*)x = BlockLink.Encode((byte*)other);
+    }
+
+    [Fact]
+    public void A_free_list_link_to_another_size_panics_wrong_bucket_and_to_a_live_block_lost_data()
+    {
+        const int size = 9000;
+        ListHeadedByALinkToAnotherSize(size, out _, out void* live, out void* x);
         _type.Diagnostic = true;
         long inUse = _type.GetStats().MemUse;
         Assert.StartsWith("malloc: wrong bucket", PanicAssert.PanicMessage(() => Heap.Malloc(size, _type)));
@@ -246,15 +253,8 @@ public sealed unsafe class DiagnosticTests : IDisposable
     {
         // The always-on checks, met by the allocation fast paths (Heap.Malloc's and MallocBatch's): a block is taken only
         // after its class and owner are checked; otherwise the slow path panics.
-        KmemOptions.DiagnosticRedzones = false;
-        _type.Diagnostic = false;
         const int size = 9000;
-        void* other = Heap.Malloc(64, _type);
-        void* live = Heap.Malloc(size, _type);
-        void* x = Heap.Malloc(size, _type);
-        Heap.Free(other, _type);
-        Heap.Free(x, _type);                              // x heads this thread's list
-        *(nuint*)x = BlockLink.Encode((byte*)other);     // and its link names a 64-byte block
+        ListHeadedByALinkToAnotherSize(size, out void* other, out void* live, out void* x);
         Assert.True(Heap.Malloc(size, _type) == x);       // x itself is sound
         long inUse = _type.GetStats().MemUse;
         Assert.StartsWith("malloc: wrong bucket", PanicAssert.PanicMessage(() => Heap.Malloc(size, _type)));
