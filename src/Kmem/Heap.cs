@@ -102,7 +102,10 @@ public static unsafe partial class Heap
     public static void Free(void* addr, MallocType type,
         [CallerMemberName] string member = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
-        if (!FreeValid(ThreadCaches.Current(), (byte*)addr, type))
+        // A thread without a cache yet (or a bad argument from one) takes the checked path, which makes the cache only
+        // for a block it frees.
+        byte* tc = ThreadCaches.CurrentOrNull();
+        if (tc == null || !FreeValid(tc, (byte*)addr, type))
             FreeSlow((byte*)addr, type, member, file, line);
     }
 

@@ -1,5 +1,5 @@
 // DepotTests.cs — the class depot's shards and carving: a thread's spilled batches come back to it and not to another
-// thread, and a carved run of a class with batches under 32 blocks fills whole cache lines of owner entries.
+// thread, and a carved run of a class with batches of 16 blocks is two, filling a cache line of owner entries.
 using Kmem.Slabs;
 using Xunit;
 
@@ -25,6 +25,8 @@ public unsafe class DepotTests
         b.Run(w => w.AllocateAll());
         Assert.Empty(a.Now.Intersect(b.First));
         Assert.Empty(b.Now.Intersect(a.First));
+        Assert.Subset(a.First, a.Now); // its own blocks, not loose ones or a new run
+        Assert.Subset(b.First, b.Now);
         a.Run(w => w.FreeAll());
         b.Run(w => w.FreeAll());
         a.Stop();
@@ -70,6 +72,28 @@ public unsafe class DepotTests
                 depot.PushLoose(head, n);
         }
         TestSupport.AssertHeapHealthy();
+    }
+
+    [Fact]
+    public void A_thread_without_a_cache_frees_through_the_checked_path_and_gets_a_cache_only_for_a_real_block()
+    {
+        var type = Types.New();
+        void* block = Heap.Malloc(100, type);
+        string? message = null;
+        bool cacheAfterBadFree = true, cacheAfterFree = false;
+        var t = new Thread(() =>
+        {
+            message = PanicAssert.PanicMessage(() => Heap.Free(null, type));
+            cacheAfterBadFree = Caches.ThreadCaches.CurrentOrNull() != null;
+            Heap.Free(block, type);
+            cacheAfterFree = Caches.ThreadCaches.CurrentOrNull() != null;
+        });
+        t.Start();
+        t.Join();
+        Assert.StartsWith("free: null addr", message);
+        Assert.False(cacheAfterBadFree);
+        Assert.True(cacheAfterFree);
+        Assert.Equal(0, type.GetStats().MemUse);
     }
 
     // A thread that allocates and frees a list of blocks on request (the depot's shard is the thread's).

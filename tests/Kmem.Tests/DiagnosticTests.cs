@@ -256,9 +256,9 @@ public sealed unsafe class DiagnosticTests : IDisposable
         const int size = 9000;
         ListHeadedByALinkToAnotherSize(size, out void* other, out void* live, out void* x);
         Assert.True(Heap.Malloc(size, _type) == x);       // x itself is sound
-        long inUse = _type.GetStats().MemUse;
+        MallocTypeStats before = _type.GetStats();
         Assert.StartsWith("malloc: wrong bucket", PanicAssert.PanicMessage(() => Heap.Malloc(size, _type)));
-        Assert.Equal(inUse, _type.GetStats().MemUse);     // nothing charged
+        Assert.Equal((before.MemUse, before.Requests), (_type.GetStats().MemUse, _type.GetStats().Requests)); // nothing charged or counted
         void* y = Heap.Malloc(size, _type);               // the cut list is refilled
         Assert.True(y != null && y != x && y != other);
 
@@ -266,8 +266,9 @@ public sealed unsafe class DiagnosticTests : IDisposable
         Heap.Free(x, _type);
         *(nuint*)x = BlockLink.Encode((byte*)live);      // now a link to a live block of the same size
         Assert.True(Heap.Batch(_type).Malloc(size) == x);
+        before = _type.GetStats();
         Assert.StartsWith("malloc: lost data", PanicAssert.PanicMessage(() => Heap.Batch(_type).Malloc(size)));
-        Assert.Equal(inUse, _type.GetStats().MemUse);
+        Assert.Equal((before.MemUse, before.Requests), (_type.GetStats().MemUse, _type.GetStats().Requests));
         Heap.Free(x, _type);
         Heap.Free(live, _type);
         Assert.Equal(0, _type.GetStats().MemUse);

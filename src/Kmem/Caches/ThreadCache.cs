@@ -82,6 +82,10 @@ internal static unsafe class ThreadCaches
         return tc != null ? tc : Create();
     }
 
+    /// <summary>This thread's cache, or null if it has none yet.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* CurrentOrNull() => t_cache;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ClassBin* Bin(byte* tc, int cls) => (ClassBin*)tc + cls;
 

@@ -74,9 +74,10 @@ internal sealed unsafe class ClassDepot
     /// <summary>
     /// Fills an empty list of the thread with ordinal <paramref name="thread"/> with up to one batch: from its own shard,
     /// else the loose blocks, else another shard's batch, else a new run of the slab being carved. With
-    /// <paramref name="spare"/> non-null, a run carved for a class of fewer than 32 blocks a batch is two batches, the
-    /// second in *spare, so runs of different threads do not share a cache line of owner entries. Returns the count
-    /// (0 when no pages could be had).
+    /// <paramref name="spare"/> non-null, a run carved for a class of 16 blocks a batch is two batches, the
+    /// second in *spare, so runs of different threads do not share a cache line of 32 owner entries. (A batch of 32 or
+    /// 64 fills whole lines alone; batches of 8 and 4 are for 5–32 KiB blocks, where doubling the run would hand a thread
+    /// half a slab or all of it.) Returns the count (0 when no pages could be had).
     /// </summary>
     public int Refill(uint thread, out nuint head, nuint* spare)
     {
@@ -93,7 +94,7 @@ internal sealed unsafe class ClassDepot
                     return _batch;
             }
             int n = Carve(out head);
-            if (spare != null && n == _batch && _batch < OwnerLineSlots && (_carveSlot & (OwnerLineSlots - 1)) != 0
+            if (spare != null && n == _batch && 2 * _batch == OwnerLineSlots && (_carveSlot & (OwnerLineSlots - 1)) != 0
                 && _carveSlot < SizeClasses.BlocksPerSlab(_class))
             {
                 if (Carve(out nuint second) == _batch)
