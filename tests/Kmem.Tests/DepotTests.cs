@@ -57,7 +57,7 @@ public unsafe class DepotTests
                 if (depot.Carved == carved)
                     continue; // a batch or loose blocks already in the depot
                 carves++;
-                (long unit, uint slot) = depot.Inspect(v => (v.CarveUnit, v.CarveSlot));
+                uint slot = depot.Inspect(v => v.CarveSlot);
                 if (slot >= SizeClasses.BlocksPerSlab(cls))
                     continue; // the run reached the end of its slab
                 Assert.Equal(0u, slot % 32);
