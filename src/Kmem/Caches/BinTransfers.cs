@@ -19,8 +19,7 @@ internal static unsafe class BinTransfers
             bin->SpareCount = 0;
             return bin->Head;
         }
-        uint thread = ThreadCaches.Header(ThreadCaches.CacheOf(bin, cls))->Ordinal;
-        int n = ClassDepot.All[cls].Refill(thread, out nuint head, &bin->Spare);
+        int n = ClassDepot.All[cls].Refill(OrdinalOf(bin, cls), out nuint head, &bin->Spare);
         bin->Head = head;
         bin->Count = n;
         if (bin->Spare != 0)
@@ -33,10 +32,13 @@ internal static unsafe class BinTransfers
     public static void Spill(ClassBin* bin, int cls)
     {
         if (bin->Spare != 0)
-            ClassDepot.All[cls].PushBatch(ThreadCaches.Header(ThreadCaches.CacheOf(bin, cls))->Ordinal, bin->Spare);
+            ClassDepot.All[cls].PushBatch(OrdinalOf(bin, cls), bin->Spare);
         bin->Spare = bin->Head;
         bin->SpareCount = bin->Count;
         bin->Head = 0;
         bin->Count = 0;
     }
+
+    // The ordinal of the thread whose cache holds the bin (the depot's shard for it).
+    private static uint OrdinalOf(ClassBin* bin, int cls) => ThreadCaches.Header(ThreadCaches.CacheOf(bin, cls))->Ordinal;
 }

@@ -97,10 +97,11 @@ internal sealed unsafe class ClassDepot
             if (spare != null && n == _batch && 2 * _batch == OwnerLineSlots && (_carveSlot & (OwnerLineSlots - 1)) != 0
                 && _carveSlot < SizeClasses.BlocksPerSlab(_class))
             {
-                if (Carve(out nuint second) == _batch)
+                int m = Carve(out nuint second);
+                if (m == _batch)
                     *spare = second;
                 else
-                    PushLooseLocked(second);
+                    PushLoose(second, m); // a run cut short by the slab's end (the lock is re-entrant)
             }
             return n;
         }
@@ -149,23 +150,6 @@ internal sealed unsafe class ClassDepot
             _looseHead = head;
             _looseCount += count;
         }
-    }
-
-    // A short carved run (the end of a slab) that Refill cannot hand out as a spare batch; the lock is held.
-    private void PushLooseLocked(nuint head)
-    {
-        int n = 0;
-        byte* tail = null;
-        for (nuint link = head; link != 0; link = BlockLink.Next(tail))
-        {
-            tail = BlockLink.Decode(link);
-            n++;
-        }
-        if (tail == null)
-            return;
-        BlockLink.Next(tail) = _looseHead;
-        _looseHead = head;
-        _looseCount += n;
     }
 
     private int TakeLoose(out nuint head)
