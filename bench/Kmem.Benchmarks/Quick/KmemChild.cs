@@ -16,6 +16,7 @@ namespace Kmem.Benchmarks.Quick;
 /// <item><c>run WORKLOAD OPS [ALLOCATOR]</c>: one timed repetition; answers ns per operation.</item>
 /// <item><c>run</c>: pair64-tight with the PAIRS given on the command line (warmed on first use; the protocol of
 /// bench/scripts/ab_tight.py).</item>
+/// <item><c>mixing</c>: <see cref="BlockMixing.Measure"/>, between repetitions (docs/benchmarks.md, 2-thread scaling).</item>
 /// </list>
 /// Errors are answered with a line starting <c>error</c>. The child stops at end of input. The parent asks for one
 /// repetition at a time, between its own, so the child and the parent never run at once.
@@ -209,6 +210,11 @@ internal sealed class KmemChild : IDisposable
 
     private static string Answer(string[] words, int legacyPairs, ref bool legacyWarm)
     {
+        if (words is ["mixing"])
+        {
+            return BlockMixing.Measure();
+        }
+
         if (words is ["run"])
         {
             Func<int, nuint> tight = AllocWorkloads.Loop(AllocWorkloads.Tight, AllocWorkloads.Kmem)!;
