@@ -1,5 +1,7 @@
 // DepotTests.cs — the class depot's shards and carving: a thread's spilled batches come back to it and not to another
-// thread, and a carved run of a class with batches of 16 blocks is two, filling a cache line of owner entries.
+// thread, a dry bin carves the rest of the current slab before it takes another thread's batch (and takes that batch
+// before it starts a new slab), and a carved run of a class with batches of 16 blocks is two, filling a cache line of
+// owner entries.
 using Kmem.Slabs;
 using Xunit;
 
@@ -65,6 +67,66 @@ public unsafe class DepotTests
                 nuint size = SizeClasses.SizeOf(cls);
                 Assert.Equal((nint)(BlockLink.Decode(head) + 16 * size), (nint)BlockLink.Decode(spare));
             }
+        }
+        finally
+        {
+            foreach ((nuint head, int n) in taken)
+                depot.PushLoose(head, n);
+        }
+        TestSupport.AssertHeapHealthy();
+    }
+
+    [Fact]
+    public void A_dry_bin_carves_the_rest_of_the_current_slab_before_it_takes_another_threads_batch_and_a_batch_before_a_new_slab()
+    {
+        Pages.KmemMap.EnsureStarted();
+        int cls = SizeClasses.ClassOf(700); // batches of 32, a few hundred blocks a slab
+        ClassDepot depot = ClassDepot.All[cls];
+        uint perSlab = SizeClasses.BlocksPerSlab(cls);
+        const uint thread = 7, other = 8; // other's shard is the first this thread's refill would look at
+        var taken = new List<(nuint Head, int Count)>();
+        int Refill()
+        {
+            int n = depot.Refill(thread, out nuint head, null);
+            Assert.True(n > 0);
+            taken.Add((head, n));
+            return n;
+        }
+        long BatchesOf(uint t) => depot.Inspect(v => v.BatchCounts[t % ClassDepot.Shards]);
+        try
+        {
+            // Empty this thread's shard and the loose blocks, and reach a slab with room for a whole batch.
+            int run;
+            do
+            {
+                long carved = depot.Carved;
+                run = Refill();
+                if (depot.Carved == carved)
+                    run = 0;
+            }
+            while (run != depot.Batch || depot.Inspect(v => v.CarveSlot) + (uint)depot.Batch > perSlab);
+
+            // The other thread's batch waits; this thread's refills carve the rest of the slab and leave it there.
+            (nuint otherBatch, _) = taken[^1];
+            taken.RemoveAt(taken.Count - 1);
+            long waiting = BatchesOf(other);
+            depot.PushBatch(other, otherBatch);
+            // (A finalized thread cache may add loose blocks meanwhile; a refill takes those first, which is fine.)
+            while (depot.Inspect(v => v.CarveSlot) < perSlab)
+            {
+                Refill();
+                Assert.Equal(waiting + 1, BatchesOf(other));
+            }
+
+            // The slab is used up: a refill takes the waiting batch instead of starting a new slab.
+            long carvedBefore = depot.Carved;
+            while (BatchesOf(other) == waiting + 1)
+            {
+                Refill();
+                Assert.Equal(carvedBefore, depot.Carved);
+            }
+            Assert.Equal(otherBatch, taken[^1].Head);
+            Assert.Equal(waiting, BatchesOf(other));
         }
         finally
         {

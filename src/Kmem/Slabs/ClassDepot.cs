@@ -73,7 +73,10 @@ internal sealed unsafe class ClassDepot
 
     /// <summary>
     /// Fills an empty list of the thread with ordinal <paramref name="thread"/> with up to one batch: from its own shard,
-    /// else the loose blocks, else another shard's batch, else a new run of the slab being carved. With
+    /// else the loose blocks, else a new run of the slab being carved while it has room, else another shard's batch,
+    /// else a run of a new slab. Another thread's batch mixes the two threads' blocks in the same side-table lines for
+    /// good (it comes back to this thread's shard when freed), so the rest of the current slab goes first; the heap grows
+    /// by at most that slab while other shards hold batches, and a new slab is made only when no batch waits. With
     /// <paramref name="spare"/> non-null, a run carved for a class of 16 blocks a batch is two batches, the
     /// second in *spare, so runs of different threads do not share a cache line of 32 owner entries. (A batch of 32 or
     /// 64 fills whole lines alone; batches of 8 and 4 are for 5–32 KiB blocks, where doubling the run would hand a thread
@@ -88,10 +91,13 @@ internal sealed unsafe class ClassDepot
                 return _batch;
             if (_looseHead != 0)
                 return TakeLoose(out head);
-            for (int i = 1; i < Shards; i++)
+            if (_carveUnit < 0 || _carveSlot >= SizeClasses.BlocksPerSlab(_class))
             {
-                if (TakeBatch((own + i) & (Shards - 1), out head))
-                    return _batch;
+                for (int i = 1; i < Shards; i++)
+                {
+                    if (TakeBatch((own + i) & (Shards - 1), out head))
+                        return _batch;
+                }
             }
             int n = Carve(out head);
             if (spare != null && n == _batch && 2 * _batch == OwnerLineSlots && (_carveSlot & (OwnerLineSlots - 1)) != 0
