@@ -29,7 +29,8 @@ def main():
             sys.exit(answer)
         return answer
 
-    print("after warm-up:", ask("warm threads2-scaling/2 1000000") and ask("mixing"))
+    ask("warm threads2-scaling/2 1000000")
+    print("after warm-up:", ask("mixing"))
     for _ in range(reps):
         ns = float(ask("run threads2-scaling/2 1000000"))
         print(f"{ns:6.1f} ns/op per thread   {ask('mixing')}")

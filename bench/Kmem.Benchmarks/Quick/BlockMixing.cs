@@ -1,7 +1,8 @@
 // Quick/BlockMixing.cs — the child's `mixing` command: how much the free blocks of different threads share side-table
 // lines. Between repetitions every block of threads2-scaling is free (each repetition drains its window), in a thread's
-// bins or in a depot shard; a 32-slot group of a slab (one cache line of owner entries, two of contexts) that holds free
-// blocks of two shards will hand blocks of one line to both threads in the next repetition.
+// bins or in a depot shard (the depot's loose list, blocks of dead threads, is not walked); a 32-slot group of a slab
+// (one cache line of owner entries, two of contexts) that holds free blocks of two shards will hand blocks of one line
+// to both threads in the next repetition.
 namespace Kmem.Benchmarks.Quick;
 
 internal static unsafe class BlockMixing
@@ -13,7 +14,7 @@ internal static unsafe class BlockMixing
     /// thread allocates or frees (the walk takes no thread's cache lock).</summary>
     public static string Measure()
     {
-        var shardsOfGroup = new Dictionary<(int Class, uint Unit, uint Group), int>(); // bit per shard
+        var shardsOfGroup = new Dictionary<(int Class, uint Unit, uint Group), int>(); // bit per shard (16 shards)
         void Walk(nuint link, int cls, int shard)
         {
             for (int n = 0; link != 0 && n < 1 << 20; n++)
