@@ -91,7 +91,7 @@ internal sealed unsafe class ClassDepot
                 return _batch;
             if (_looseHead != 0)
                 return TakeLoose(out head);
-            if (_carveUnit < 0 || _carveSlot >= SizeClasses.BlocksPerSlab(_class))
+            if (!CarvingSlabHasRoom)
             {
                 for (int i = 1; i < Shards; i++)
                 {
@@ -101,7 +101,7 @@ internal sealed unsafe class ClassDepot
             }
             int n = Carve(out head);
             if (spare != null && n == _batch && 2 * _batch == OwnerLineSlots && (_carveSlot & (OwnerLineSlots - 1)) != 0
-                && _carveSlot < SizeClasses.BlocksPerSlab(_class))
+                && CarvingSlabHasRoom)
             {
                 int m = Carve(out nuint second);
                 if (m == _batch)
@@ -112,6 +112,9 @@ internal sealed unsafe class ClassDepot
             return n;
         }
     }
+
+    // Whether the slab being carved has a slot left (false before the first slab, when no batch can exist either).
+    private bool CarvingSlabHasRoom => _carveUnit >= 0 && _carveSlot < SizeClasses.BlocksPerSlab(_class);
 
     private bool TakeBatch(int shard, out nuint head)
     {
@@ -177,15 +180,14 @@ internal sealed unsafe class ClassDepot
     private int Carve(out nuint head)
     {
         head = 0;
-        uint perSlab = SizeClasses.BlocksPerSlab(_class);
-        if (_carveUnit < 0 || _carveSlot >= perSlab)
+        if (!CarvingSlabHasRoom)
         {
             if (!NewSlab())
                 return 0;
         }
         uint unit = (uint)_carveUnit;
         byte* slabBase = KmemMap.UnitAddress(unit);
-        uint end = Math.Min(perSlab, _carveSlot + (uint)_batch);
+        uint end = Math.Min(SizeClasses.BlocksPerSlab(_class), _carveSlot + (uint)_batch);
         // Link the new blocks in address order, last one first so the list starts at the lowest address.
         nuint link = 0;
         for (uint slot = end; slot-- > _carveSlot;)
